@@ -1,0 +1,61 @@
+"""One shallow family of errors: catch ``ComplaintMotiveError`` or the branch you care about.
+
+Every message says what happened and what to do about it; none carries complaint text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ComplaintMotiveError(Exception):
+    """Base of every error this library raises on purpose."""
+
+    #: A stable machine-readable name, used in batch outputs and HTTP problem responses.
+    kind: str = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "type": type(self).__name__, "message": self.message,
+                **({"details": self.details} if self.details else {})}
+
+
+class InputError(ComplaintMotiveError, ValueError):
+    """The complaint (or a batch line) cannot be analysed as given."""
+
+    kind = "input"
+
+
+class ConfigurationError(ComplaintMotiveError):
+    """Settings, the corpus or the index are missing or inconsistent."""
+
+    kind = "configuration"
+
+
+class IndexStoreError(ConfigurationError):
+    """The Chroma index is unreachable, corrupted or built by an incompatible version."""
+
+    kind = "index"
+
+
+class BackendError(ComplaintMotiveError):
+    """The LLM endpoint failed: timeout, connection, rate limit, server error, refusal."""
+
+    kind = "backend"
+
+
+class BackendUnavailable(BackendError):
+    """The endpoint has failed repeatedly; calls are short-circuited for a while."""
+
+    kind = "backend_unavailable"
+
+
+class OutputValidationError(ComplaintMotiveError):
+    """The model's answer stayed invalid after the re-ask (schema, labels, quotes, citations,
+    or a reply that breaks policy)."""
+
+    kind = "validation"

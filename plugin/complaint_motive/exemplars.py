@@ -1,0 +1,81 @@
+"""Labelled example complaints: few-shot examples for the LLM, neighbours and training data
+for the offline analyzer, and the format of the evaluation sets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InputError
+from .resources import corpus_dir
+from .taxonomy import LegitimacyId, NeedId, PrimaryMotiveId, RiskFlagId, StageId
+
+
+class LabelledComplaint(BaseModel):
+    """One labelled complaint, as in ``corpus/exemplars.jsonl`` and ``corpus/eval/*.jsonl``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    text: str = Field(min_length=1)
+    motive: PrimaryMotiveId  # type: ignore[valid-type]
+    stage: StageId | None = None  # type: ignore[valid-type]
+    alt_motives: tuple[PrimaryMotiveId, ...] = ()  # type: ignore[valid-type]
+    needs: tuple[NeedId, ...] = ()  # type: ignore[valid-type]
+    risk_flags: tuple[RiskFlagId, ...] = ()  # type: ignore[valid-type]
+    legitimacy: LegitimacyId | None = None  # type: ignore[valid-type]
+    domain: str | None = None
+
+
+class LineProblem(BaseModel):
+    """A line of a JSONL file that could not be read, kept so nothing is dropped silently."""
+
+    line: int
+    message: str
+
+
+def read_labelled(path: Path) -> tuple[list[LabelledComplaint], list[LineProblem]]:
+    """Read a labelled JSONL file; malformed lines come back as problems with line numbers."""
+    items: list[LabelledComplaint] = []
+    problems: list[LineProblem] = []
+    for number, line in _lines(path):
+        try:
+            items.append(LabelledComplaint.model_validate_json(line))
+        except ValidationError as error:
+            problems.append(LineProblem(line=number, message=_short(error)))
+    return items, problems
+
+
+def load_exemplars(path: Path | None = None) -> list[LabelledComplaint]:
+    """The bundled exemplars; a malformed line is an error, since we ship this file."""
+    path = path or exemplars_path()
+    items, problems = read_labelled(path)
+    if problems:
+        raise InputError(f"{path}: line {problems[0].line}: {problems[0].message}")
+    return items
+
+
+def exemplars_path() -> Path:
+    return corpus_dir() / "exemplars.jsonl"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
+def _short(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "line"
+    return f"{where}: {first['msg']}" + (f" (+{error.error_count() - 1} more)"
+                                          if error.error_count() > 1 else "")
+
+
+def dump_jsonl(item: BaseModel | dict[str, object]) -> str:
+    data = item.model_dump(mode="json", exclude_none=True) if isinstance(item, BaseModel) else item
+    return json.dumps(data, ensure_ascii=False)

@@ -1,0 +1,328 @@
+"""The Chroma knowledge index: guidance chunks and labelled exemplars, one collection each.
+
+A collection is named by what it holds, the embedding model and the content version
+(``cm-guidance-hash-char13-2048-<version>``), so Chroma never mixes vector spaces and a
+reader never sees a half-built index: a new version is built beside the old one, flagged
+``complete`` only at the end, and embeddings of unchanged records are copied across rather
+than computed again. Builders on one machine take a file lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict
+
+from .corpus import chunk_guidance, corpus_version
+from .embeddings import embedding_model_name, embeddings_from_settings
+from .errors import IndexStoreError
+from .exemplars import LabelledComplaint, load_exemplars
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Bump when the shape of what is stored per record changes.
+STORE_SCHEMA = "1"
+_BATCH = 256
+
+
+class RetrievedChunk(BaseModel):
+    """A guidance chunk retrieved for a complaint, best first (the ``search --format json`` row)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: str
+    score: float
+    text: str
+    source: str
+    """The seed file the guidance comes from."""
+    title: str
+    section: str
+    ref: str
+    motives: tuple[str, ...]
+    stages: tuple[str, ...]
+
+
+class RetrievedExemplar(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    score: float
+    text: str
+    motive: str
+    stage: str | None
+
+
+@dataclass(frozen=True)
+class _Record:
+    id: str
+    document: str
+    embed_text: str
+    metadata: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        # Only the embedded text decides the vector; metadata is rewritten on every build.
+        return hashlib.sha256(self.embed_text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class BuildReport:
+    """What one ``ensure`` did to one collection."""
+
+    kind: str
+    collection: str
+    records: int
+    embedded: int = 0
+    reused: int = 0
+    built: bool = False
+    seconds: float = 0.0
+    removed: list[str] = field(default_factory=list)
+
+
+class KnowledgeIndex:
+    """Guidance and exemplars in Chroma, embedded or on a server.
+
+    >>> index = KnowledgeIndex.from_settings()            # doctest: +SKIP
+    >>> index.search("快递三天没到,到底在哪", k=4)[0].chunk_id  # doctest: +SKIP
+    'motive-identification#ecommerce-case'
+    """
+
+    def __init__(self, client: ClientAPI, embeddings: Embeddings, *,
+                 lock_path: Path | None = None,
+                 exemplars: Sequence[LabelledComplaint] | None = None) -> None:
+        self.client = client
+        self.embeddings = embeddings
+        self.model_slug = re.sub(r"[^a-zA-Z0-9.-]+", "-", embedding_model_name(embeddings))
+        self._lock_path = lock_path
+        self._exemplars = list(exemplars) if exemplars is not None else None
+        self._collections: dict[str, Collection] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *,
+                      embeddings: Embeddings | None = None) -> KnowledgeIndex:
+        """An embedded ``PersistentClient`` in ``settings.index_dir``, or an ``HttpClient``
+        when ``settings.chroma_host`` is set."""
+        from .settings import Settings
+
+        settings = settings or Settings()
+        return cls(open_client(settings), embeddings or embeddings_from_settings(settings),
+                   lock_path=None if settings.chroma_host else settings.index_dir / ".build.lock")
+
+    # -- building --------------------------------------------------------------------------
+
+    @property
+    def exemplars(self) -> list[LabelledComplaint]:
+        if self._exemplars is None:
+            self._exemplars = load_exemplars()
+        return self._exemplars
+
+    def versions(self) -> dict[str, str]:
+        """The content version each collection must have."""
+        exemplar_digest = hashlib.sha256(
+            "\n".join(e.model_dump_json() for e in self.exemplars).encode()).hexdigest()[:16]
+        return {"guidance": corpus_version(), "exemplars": exemplar_digest}
+
+    def ensure(self, *, rebuild: bool = False) -> list[BuildReport]:
+        """Build what is missing or out of date; a no-op when everything is current."""
+        versions = self.versions()
+        return [self._ensure(kind, versions[kind], rebuild) for kind in ("guidance", "exemplars")]
+
+    def _records(self, kind: str) -> list[_Record]:
+        if kind == "guidance":
+            return [_guidance_record(c) for c in chunk_guidance()]
+        return [_exemplar_record(e) for e in self.exemplars]
+
+    def _name(self, kind: str, version: str) -> str:
+        return f"cm-{kind}-{self.model_slug}-{version}"
+
+    def _ensure(self, kind: str, version: str, rebuild: bool) -> BuildReport:
+        name = self._name(kind, version)
+        started = time.perf_counter()
+        collection = None if rebuild else self._complete(name)
+        if collection is not None:
+            self._collections[kind] = collection
+            return BuildReport(kind, name, collection.count(),
+                               seconds=time.perf_counter() - started)
+        with self._lock():
+            collection = None if rebuild else self._complete(name)  # another builder won
+            if collection is not None:
+                self._collections[kind] = collection
+                return BuildReport(kind, name, collection.count(),
+                                   seconds=time.perf_counter() - started)
+            report = self._build(kind, name, self._records(kind))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _build(self, kind: str, name: str, records: list[_Record]) -> BuildReport:
+        prefix = f"cm-{kind}-{self.model_slug}-"
+        siblings = [c for c in self._list() if c.name.startswith(prefix) and c.name != name]
+        previous = max((c for c in siblings if (c.metadata or {}).get("complete")),
+                       key=lambda c: (c.metadata or {}).get("built_at", 0), default=None)
+        with _store_errors("build the index"):
+            if any(c.name == name for c in self._list()):
+                self.client.delete_collection(name)  # a half-built or forced rebuild
+            collection = self.client.create_collection(
+                name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
+                metadata={"complete": False, "schema": STORE_SCHEMA, "kind": kind})
+            reusable = _reusable_embeddings(previous, records)
+            fresh = [r for r in records if r.id not in reusable]
+            vectors = self.embeddings.embed_documents([r.embed_text for r in fresh])
+            embedded = dict(zip((r.id for r in fresh), vectors, strict=True))
+            for start in range(0, len(records), _BATCH):
+                batch = records[start:start + _BATCH]
+                collection.add(
+                    ids=[r.id for r in batch], documents=[r.document for r in batch],
+                    metadatas=[{**r.metadata, "digest": r.digest} for r in batch],
+                    embeddings=[reusable.get(r.id) or embedded[r.id] for r in batch])
+            collection.modify(metadata={"complete": True, "schema": STORE_SCHEMA, "kind": kind,
+                                        "built_at": time.time()})
+            # Keep the version readers may still hold; drop anything older.
+            removed = [c.name for c in siblings if previous is None or c.name != previous.name]
+            for old in removed:
+                self.client.delete_collection(old)
+        self._collections[kind] = collection
+        log.info("built %s: %d records, %d embedded", name, len(records), len(fresh))
+        return BuildReport(kind, name, len(records), embedded=len(fresh),
+                           reused=len(records) - len(fresh), built=True, removed=removed)
+
+    def _complete(self, name: str) -> Collection | None:
+        with _store_errors("open the index"):
+            for collection in self._list():
+                if collection.name != name:
+                    continue
+                meta = collection.metadata or {}
+                if meta.get("schema") != STORE_SCHEMA:
+                    log.warning("index %s was written by another version; rebuilding", name)
+                    return None
+                return collection if meta.get("complete") else None
+        return None
+
+    def _list(self) -> list[Collection]:
+        return list(self.client.list_collections())
+
+    def _lock(self) -> AbstractContextManager[object]:
+        if self._lock_path is None:
+            return nullcontext()
+        from filelock import FileLock
+
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self._lock_path), timeout=300)
+
+    def _collection(self, kind: str) -> Collection:
+        if kind not in self._collections:
+            self.ensure()
+        return self._collections[kind]
+
+    # -- querying ------------------------------------------------------------------------
+
+    def search(self, text: str, k: int = 4, *, motives: Sequence[str] = (),
+               stages: Sequence[str] = ()) -> list[RetrievedChunk]:
+        """The ``k`` guidance chunks nearest to ``text``, best first, optionally only those
+        about any of ``motives`` / ``stages``."""
+        where = _any_of({"motives": motives, "stages": stages})
+        result = self._query("guidance", text, k, where)
+        return [RetrievedChunk(
+            chunk_id=i, score=s, text=d, source=m["source_file"], title=m["title"],
+            section=m["section"], ref=m["ref"], motives=tuple(m.get("motives", ())),
+            stages=tuple(m.get("stages", ()))) for i, s, d, m in result]
+
+    def similar_exemplars(self, text: str, k: int = 8) -> list[RetrievedExemplar]:
+        return [RetrievedExemplar(id=i, score=s, text=d, motive=m["motive"],
+                                  stage=m.get("stage")) for i, s, d, m in
+                self._query("exemplars", text, k, None)]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embeddings.embed_query(text)
+
+    def _query(self, kind: str, text: str, k: int,
+               where: dict[str, Any] | None) -> list[tuple[str, float, str, dict[str, Any]]]:
+        collection = self._collection(kind)
+        with _store_errors("query the index"):
+            found = collection.query(query_embeddings=[self.embed_query(text)], n_results=k,
+                                     where=where, include=["documents", "metadatas",
+                                                           "distances"])
+        ids, docs = found["ids"][0], (found["documents"] or [[]])[0]
+        metas, dists = (found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0]
+        return [(i, round(1.0 - float(dist), 4), doc, dict(meta or {}))
+                for i, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)]
+
+
+def open_client(settings: Settings) -> ClientAPI:
+    """A Chroma client for the settings, with telemetry off (this machine has no internet)."""
+    import chromadb
+
+    chroma_settings = chromadb.Settings(anonymized_telemetry=False)
+    with _store_errors("connect to Chroma"):
+        if settings.chroma_host:
+            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                       ssl=settings.chroma_ssl, settings=chroma_settings)
+        settings.index_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+
+
+def _guidance_record(chunk: Any) -> _Record:
+    meta: dict[str, Any] = {"document": chunk.document, "title": chunk.title,
+                            "source_file": chunk.source_file, "section": chunk.section,
+                            "ref": chunk.ref}
+    if chunk.motives:
+        meta["motives"] = list(chunk.motives)
+    if chunk.stages:
+        meta["stages"] = list(chunk.stages)
+    return _Record(chunk.chunk_id, chunk.text, f"{chunk.section}\n{chunk.text}", meta)
+
+
+def _exemplar_record(item: LabelledComplaint) -> _Record:
+    meta: dict[str, Any] = {"motive": item.motive.value}
+    if item.stage is not None:
+        meta["stage"] = item.stage.value
+    return _Record(item.id, item.text, item.text, meta)
+
+
+def _reusable_embeddings(previous: Collection | None,
+                         records: list[_Record]) -> dict[str, list[float]]:
+    if previous is None:
+        return {}
+    wanted = {r.id: r.digest for r in records}
+    old = previous.get(ids=list(wanted), include=["metadatas", "embeddings"])
+    embeddings = old["embeddings"] if old["embeddings"] is not None else []
+    return {i: list(map(float, e)) for i, m, e in
+            zip(old["ids"], old["metadatas"] or [], embeddings, strict=True)
+            if m and m.get("digest") == wanted[i]}
+
+
+def _any_of(filters: dict[str, Sequence[str]]) -> dict[str, Any] | None:
+    clauses = [{key: {"$contains": value}} for key, values in filters.items() for value in values]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+
+class _store_errors(AbstractContextManager[None]):
+    """Turn Chroma's exceptions into ``IndexStoreError`` saying what we were doing."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, IndexStoreError):
+            return False
+        if isinstance(exc, Exception):
+            raise IndexStoreError(
+                f"could not {self.doing}: {type(exc).__name__}: {exc}. If the index folder is "
+                "damaged, run `complaint-motive index --rebuild`.") from exc
+        return False

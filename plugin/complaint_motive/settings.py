@@ -1,0 +1,127 @@
+"""Settings, in one documented precedence (highest first):
+
+1. keyword arguments (``Settings(model="…")`` or ``MotiveAnalyzer.from_settings(model="…")``)
+2. environment variables: ``COMPLAINT_MOTIVE_<FIELD>``, plus ``OPENAI_API_KEY`` and
+   ``OPENAI_BASE_URL``
+3. a TOML file: ``$COMPLAINT_MOTIVE_CONFIG_FILE``, else ``./complaint-motive.toml`` if present
+4. the defaults below
+
+``complaint-motive config`` prints the effective values with secrets masked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Backend = Literal["auto", "llm", "offline"]
+StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
+Action = Literal["auto_apply", "preselect", "suggest", "human_review"]
+
+
+def _alias(name: str, *extra: str) -> Any:
+    return AliasChoices(name, f"COMPLAINT_MOTIVE_{name.upper()}", *extra)
+
+
+def default_index_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "complaint-motive" / "index"
+
+
+class Settings(BaseSettings):
+    """Every knob of the library; see the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(env_prefix="COMPLAINT_MOTIVE_", extra="ignore",
+                                      populate_by_name=True)
+
+    # -- backend selection -------------------------------------------------------------
+    backend: Backend = Field("auto", description="auto: the LLM when an API key or base URL "
+                             "is set, else offline")
+    fallback: Literal["none", "offline"] = Field(
+        "none", description="on backend failure, answer with the offline analyzer (degraded)")
+
+    # -- the LLM ----------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_alias(
+        "openai_api_key", "OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_alias(
+        "openai_base_url", "OPENAI_BASE_URL"))
+    model: str = "gpt-4o-mini"
+    structured_output: StructuredOutputMethod = Field(
+        "json_schema", description="json_schema (OpenAI, vLLM, Ollama), function_calling "
+        "(Azure, Qwen), json_mode (DeepSeek)")
+    temperature: float = 0.0
+    timeout: float = Field(30.0, gt=0, description="seconds per LLM request")
+    max_retries: int = Field(2, ge=0, description="transport retries (timeouts, 429, 5xx)")
+    reask: int = Field(1, ge=0, description="re-asks with the validation error")
+    breaker_failures: int = Field(5, ge=1, description="consecutive failures that open the "
+                                  "circuit breaker")
+    breaker_cooldown: float = Field(30.0, ge=0, description="seconds the breaker stays open")
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.5, 10.0),
+                                 "deepseek-chat": (0.27, 1.10)},
+        description="USD per million input and output tokens, by model")
+
+    # -- the index --------------------------------------------------------------------
+    index_dir: Path = Field(default_factory=default_index_dir)
+    chroma_host: str | None = Field(None, description="use a Chroma server instead of the "
+                                    "embedded store")
+    chroma_port: int = 8000
+    chroma_ssl: bool = False
+    embedding_provider: Literal["hashing", "openai"] = "hashing"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_dimensions: int = Field(2048, ge=64)
+    top_k: int = Field(4, ge=1, le=20, description="guidance chunks given to the backend")
+    exemplars_k: int = Field(3, ge=0, le=10, description="few-shot exemplars for the LLM")
+
+    # -- input and output guards ----------------------------------------------------------
+    max_chars: int = Field(8000, ge=1)
+    truncate: bool = Field(False, description="truncate over-long text with a warning "
+                           "instead of refusing it")
+    redact_pii: bool = Field(True, description="mask personal data before it leaves "
+                             "the process")
+    max_promised_amount: float = Field(0.0, ge=0, description="largest money amount a "
+                                       "reply draft may promise")
+
+    # -- what callers do with confidence -------------------------------------------------
+    actions: dict[Literal["high", "medium", "low"], Action] = Field(
+        default_factory=lambda: {"high": "preselect", "medium": "suggest",
+                                 "low": "human_review"})
+
+    corrections_file: Path = Field(Path("corrections.jsonl"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("COMPLAINT_MOTIVE_CONFIG_FILE") or "complaint-motive.toml"
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+    def resolved_backend(self) -> Literal["llm", "offline"]:
+        if self.backend == "auto":
+            return "llm" if self.llm_configured else "offline"
+        return self.backend
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets shown as ``***``."""
+        data = self.model_dump(mode="json")
+        for key, value in self:
+            if isinstance(value, SecretStr):
+                data[key] = "***"
+        return data
