@@ -1,0 +1,53 @@
+"""complaint-motive: why a customer complains, where they stand, and what to say.
+
+>>> from complaint_motive import MotiveAnalyzer          # doctest: +SKIP
+>>> result = MotiveAnalyzer.from_settings().analyze("快递丢了,你们说怎么赔吧")  # doctest: +SKIP
+>>> result.primary_motive.id, result.stage.id          # doctest: +SKIP
+('compensation', 'voiced_grievance')
+
+Heavy modules (Chroma, scikit-learn, LangChain's OpenAI client) load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    ComplaintMotiveError,
+    ConfigurationError,
+    IndexStoreError,
+    InputError,
+    OutputValidationError,
+)
+
+if TYPE_CHECKING:
+    from .analyzer import MotiveAnalyzer, Outcome
+    from .evaluation import EvaluationReport, evaluate
+    from .index import KnowledgeIndex
+    from .retrieval import GuidanceRetriever
+    from .schema import MotiveAnalysis
+    from .settings import Settings
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "MotiveAnalyzer": "analyzer", "Outcome": "analyzer", "MotiveAnalysis": "schema",
+    "Settings": "settings", "KnowledgeIndex": "index", "GuidanceRetriever": "retrieval",
+    "evaluate": "evaluation", "EvaluationReport": "evaluation",
+}
+
+__all__ = [
+    "BackendError", "BackendUnavailable", "ComplaintMotiveError", "ConfigurationError",
+    "EvaluationReport", "GuidanceRetriever", "IndexStoreError", "InputError",
+    "KnowledgeIndex", "MotiveAnalysis", "MotiveAnalyzer", "Outcome",
+    "OutputValidationError", "Settings", "evaluate",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,6 +48,8 @@ class HashingEmbeddings(Embeddings):
         return f"hash-char{low}{high}-{self.dimensions}"
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
         return self._vectorizer.transform(texts).toarray().tolist()  # type: ignore[no-any-return]
 
     def embed_query(self, text: str) -> list[float]:

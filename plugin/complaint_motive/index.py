@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict
 
-from .corpus import chunk_guidance, corpus_version
+from .corpus import Chunk, chunk_guidance, corpus_version
 from .embeddings import embedding_model_name, embeddings_from_settings
 from .errors import IndexStoreError
 from .exemplars import LabelledComplaint, load_exemplars
+from .taxonomy import load_taxonomy
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Bump when the shape of what is stored per record changes.
 STORE_SCHEMA = "1"
+#: Bump when what is embedded for a guidance chunk changes (see ``guidance_embed_text``).
+GUIDANCE_RECIPE = "section+text+motive-cues/1"
 _BATCH = 256
 
 
@@ -104,12 +107,14 @@ class KnowledgeIndex:
 
     def __init__(self, client: ClientAPI, embeddings: Embeddings, *,
                  lock_path: Path | None = None,
-                 exemplars: Sequence[LabelledComplaint] | None = None) -> None:
+                 exemplars: Sequence[LabelledComplaint] | None = None,
+                 local_exemplars: Path | None = None) -> None:
         self.client = client
         self.embeddings = embeddings
         self.model_slug = re.sub(r"[^a-zA-Z0-9.-]+", "-", embedding_model_name(embeddings))
         self._lock_path = lock_path
         self._exemplars = list(exemplars) if exemplars is not None else None
+        self._local_exemplars = local_exemplars
         self._collections: dict[str, Collection] = {}
 
     @classmethod
@@ -121,21 +126,26 @@ class KnowledgeIndex:
 
         settings = settings or Settings()
         return cls(open_client(settings), embeddings or embeddings_from_settings(settings),
-                   lock_path=None if settings.chroma_host else settings.index_dir / ".build.lock")
+                   lock_path=None if settings.chroma_host else settings.index_dir / ".build.lock",
+                   local_exemplars=settings.local_exemplars)
 
     # -- building --------------------------------------------------------------------------
 
     @property
     def exemplars(self) -> list[LabelledComplaint]:
+        """The bundled exemplars plus the local ones (imported corrections)."""
         if self._exemplars is None:
-            self._exemplars = load_exemplars()
+            local = self._local_exemplars
+            self._exemplars = load_exemplars() + (
+                load_exemplars(local) if local is not None and local.exists() else [])
         return self._exemplars
 
     def versions(self) -> dict[str, str]:
         """The content version each collection must have."""
         exemplar_digest = hashlib.sha256(
             "\n".join(e.model_dump_json() for e in self.exemplars).encode()).hexdigest()[:16]
-        return {"guidance": corpus_version(), "exemplars": exemplar_digest}
+        guidance = hashlib.sha256(f"{corpus_version()}/{GUIDANCE_RECIPE}".encode()).hexdigest()
+        return {"guidance": guidance[:16], "exemplars": exemplar_digest}
 
     def ensure(self, *, rebuild: bool = False) -> list[BuildReport]:
         """Build what is missing or out of date; a no-op when everything is current."""
@@ -275,7 +285,20 @@ def open_client(settings: Settings) -> ClientAPI:
         return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
 
 
-def _guidance_record(chunk: Any) -> _Record:
+def guidance_embed_text(chunk: Chunk, *, with_cues: bool = True) -> str:
+    """What is embedded for a chunk: its section path and text, plus the cue phrases of the
+    motives it is about. Guidance is abstract and complaints are concrete; the cues are the
+    bridge between the two vocabularies (bench/embedding_candidates.py measures the gain)."""
+    parts = [chunk.section, chunk.text]
+    if with_cues:
+        taxonomy = load_taxonomy()
+        for motive_id in chunk.motives:
+            motive = taxonomy.motive(motive_id)
+            parts.append(" ".join((motive.zh, motive.en, *motive.cues)))
+    return "\n".join(parts)
+
+
+def _guidance_record(chunk: Chunk) -> _Record:
     meta: dict[str, Any] = {"document": chunk.document, "title": chunk.title,
                             "source_file": chunk.source_file, "section": chunk.section,
                             "ref": chunk.ref}
@@ -283,7 +306,7 @@ def _guidance_record(chunk: Any) -> _Record:
         meta["motives"] = list(chunk.motives)
     if chunk.stages:
         meta["stages"] = list(chunk.stages)
-    return _Record(chunk.chunk_id, chunk.text, f"{chunk.section}\n{chunk.text}", meta)
+    return _Record(chunk.chunk_id, chunk.text, guidance_embed_text(chunk), meta)
 
 
 def _exemplar_record(item: LabelledComplaint) -> _Record:

@@ -98,7 +98,15 @@ class Settings(BaseSettings):
         default_factory=lambda: {"high": "preselect", "medium": "suggest",
                                  "low": "human_review"})
 
-    corrections_file: Path = Field(Path("corrections.jsonl"))
+    corrections_file: Path = Field(Path("corrections.jsonl"),
+                                   description="where agents' corrections are appended")
+    local_exemplars_file: Path | None = Field(
+        None, description="exemplars added here (e.g. imported corrections); default "
+        "<index_dir>/exemplars.local.jsonl")
+
+    @property
+    def local_exemplars(self) -> Path:
+        return self.local_exemplars_file or self.index_dir / "exemplars.local.jsonl"
 
     @classmethod
     def settings_customise_sources(

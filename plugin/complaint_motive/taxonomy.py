@@ -49,6 +49,8 @@ class Label(_Frozen):
 
 
 class Motive(Label):
+    needs: tuple[str, ...]
+    leading_need: Literal["rational", "emotional"]
     frameworks: tuple[FrameworkView, ...]
     handling: tuple[str, ...]
     avoid: tuple[str, ...]

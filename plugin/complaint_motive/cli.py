@@ -1,0 +1,343 @@
+"""The ``complaint-motive`` command: a thin layer over the Python API.
+
+Exit codes: 0 success; 1 an analysis failed (in a batch: at least one input ended in an
+error line); 2 usage error; 3 configuration or index error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+
+if TYPE_CHECKING:
+    from .analyzer import MotiveAnalyzer, Outcome
+    from .schema import MotiveAnalysis
+    from .settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Explain a customer complaint's motive and stage, and draft a reply.")
+exemplars_app = typer.Typer(no_args_is_help=True, help="Manage labelled exemplars.")
+app.add_typer(exemplars_app, name="exemplars")
+
+Format = Literal["text", "json"]
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="text or json")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress or notes on stderr")]
+BackendOption = Annotated[str | None, typer.Option(help="auto, llm or offline")]
+FallbackOption = Annotated[str | None, typer.Option(help="none or offline: answer offline, "
+                                                    "marked degraded, when the LLM fails")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    from .settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _fail(error: Exception) -> typer.Exit:
+    from .errors import ComplaintMotiveError, ConfigurationError
+
+    message = error.message if isinstance(error, ComplaintMotiveError) else str(error)
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(3 if isinstance(error, ConfigurationError) else 1)
+
+
+def _check_format(value: str) -> Format:
+    if value not in ("text", "json"):
+        raise typer.BadParameter("--format must be text or json")
+    return value  # type: ignore[return-value]
+
+
+@app.command()
+def index(rebuild: Annotated[bool, typer.Option(help="re-embed everything")] = False,
+          format: FormatOption = "text") -> None:
+    """Build or update the knowledge index (a no-op when it is current)."""
+    from .errors import ComplaintMotiveError
+    from .index import KnowledgeIndex
+    from .offline import MotiveModel
+
+    fmt = _check_format(format)
+    settings = _settings()
+    try:
+        knowledge = KnowledgeIndex.from_settings(settings)
+        reports = knowledge.ensure(rebuild=rebuild)
+        model = MotiveModel.load_or_train(settings.index_dir / "models", knowledge.exemplars)
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    rows = [{"collection": r.collection, "records": r.records, "built": r.built,
+             "embedded": r.embedded, "reused": r.reused, "seconds": round(r.seconds, 3)}
+            for r in reports]
+    if fmt == "json":
+        typer.echo(json.dumps({"collections": rows, "model": model.version}, indent=2))
+        return
+    for row in rows:
+        state = (f"built: {row['embedded']} embedded, {row['reused']} reused"
+                 if row["built"] else "current")
+        typer.echo(f"{row['collection']}: {row['records']} records ({state}, "
+                   f"{row['seconds']} s)")
+    where = settings.chroma_host or settings.index_dir
+    typer.echo(f"offline model: {model.version}  index: {where}")
+
+
+@app.command()
+def search(text: str, k: Annotated[int, typer.Option("-k", min=1, max=50)] = 4,
+           format: FormatOption = "text",
+           motive: Annotated[list[str] | None, typer.Option(
+               help="favour guidance about this motive (repeatable)")] = None) -> None:
+    """Show the guidance a complaint retrieves, best first."""
+    from .errors import ComplaintMotiveError
+    from .index import KnowledgeIndex
+    from .retrieval import retrieve_guidance
+
+    fmt = _check_format(format)
+    try:
+        chunks = retrieve_guidance(KnowledgeIndex.from_settings(_settings()), text, k,
+                                   motives=motive or ())
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    if fmt == "json":
+        typer.echo(json.dumps([c.model_dump() for c in chunks], ensure_ascii=False, indent=2))
+        return
+    for rank, chunk in enumerate(chunks, 1):
+        about = ", ".join(chunk.motives + chunk.stages) or "-"
+        typer.echo(f"{rank}. [{chunk.chunk_id}] score {chunk.score:.3f}  about: {about}\n"
+                   f"   {chunk.title} › {chunk.section}\n   {chunk.text[:160]}\n")
+
+
+@app.command()
+def analyze(
+    text: Annotated[str | None, typer.Argument(help="the complaint, or a '[1] 客户: …' "
+                                               "transcript; '-' reads standard input")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="JSONL of "
+                                               "{id, text} (or {id, turns})")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="JSONL results, in "
+                                                "input order")] = None,
+    format: FormatOption = "text",
+    backend: BackendOption = None, fallback: FallbackOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
+    quiet: Quiet = False,
+) -> None:
+    """Analyse one complaint, or a JSONL file of them (--input/--output)."""
+    from .errors import ComplaintMotiveError
+
+    fmt = _check_format(format)
+    if (text is None) == (input is None):
+        raise typer.BadParameter("give either TEXT or --input FILE")
+    try:
+        analyzer = _analyzer(backend=backend, fallback=fallback)
+        if input is not None:
+            failed = asyncio.run(_analyze_file(analyzer, input, output, concurrency, quiet))
+            raise typer.Exit(1 if failed else 0)
+        complaint = sys.stdin.read() if text == "-" else text
+        result = analyzer.analyze(complaint or "")
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    if fmt == "json":
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        from .render import render_card
+
+        render_card(result)
+
+
+def _analyzer(**overrides: Any) -> MotiveAnalyzer:
+    from .analyzer import MotiveAnalyzer
+
+    analyzer = MotiveAnalyzer(_settings(**overrides))
+    if analyzer.backend == "offline" and analyzer.settings.backend == "auto":
+        typer.echo("note: no LLM endpoint configured (OPENAI_API_KEY / OPENAI_BASE_URL); "
+                   "using the offline analyzer", err=True)
+    return analyzer
+
+
+def _read_batch(path: Path) -> list[tuple[str, Any]]:
+    """Every line of the file becomes one input; an unreadable line becomes an error later
+    rather than disappearing."""
+    items: list[tuple[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                items.append((f"line-{number}", ValueError(f"line {number}: not JSON "
+                                                           f"({error.msg})")))
+                continue
+            if not isinstance(record, dict):
+                items.append((f"line-{number}", ValueError(f"line {number}: not an object")))
+                continue
+            item_id = str(record.get("id", f"line-{number}"))
+            payload = record.get("text", record.get("turns"))
+            items.append((item_id, payload if payload is not None else ValueError(
+                f"line {number}: no 'text' or 'turns'")))
+    return items
+
+
+async def _analyze_file(analyzer: MotiveAnalyzer, source: Path, target: Path | None,
+                        concurrency: int, quiet: bool) -> int:
+    from .errors import InputError
+    from .render import progress
+
+    items = _read_batch(source)
+    gate = asyncio.Semaphore(concurrency)
+    analyzer.warm_up()
+
+    async def one(item_id: str, payload: Any) -> Outcome:
+        from .analyzer import Outcome
+
+        if isinstance(payload, ValueError):
+            return Outcome(index=0, id=item_id,
+                           error=InputError(str(payload)).to_dict())
+        async with gate:
+            outcomes = await analyzer.aanalyze_many([{"id": item_id, "text": payload}],
+                                                    concurrency=1)
+        return outcomes[0]
+
+    tasks = [asyncio.ensure_future(one(i, p)) for i, p in items]
+    out = target.open("w", encoding="utf-8") if target else sys.stdout
+    failed = 0
+    try:
+        with progress(len(tasks), "analysing", disable=quiet or target is None) as advance:
+            # Awaiting in input order writes in input order, each line as soon as it and
+            # everything before it is done, so an interrupted run keeps its work.
+            for (item_id, _), task in zip(items, tasks, strict=True):
+                outcome = await task
+                line = ({"id": item_id, "result": outcome.result.model_dump(mode="json")}
+                        if outcome.result else {"id": item_id, "error": outcome.error})
+                failed += outcome.result is None
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                out.flush()
+                advance()
+    finally:
+        if target:
+            out.close()
+    if not quiet:
+        typer.echo(f"{len(items)} inputs, {len(items) - failed} results, {failed} errors",
+                   err=True)
+    return failed
+
+
+@app.command()
+def config(format: FormatOption = "text") -> None:
+    """Print the effective settings (secrets masked)."""
+    from .errors import ComplaintMotiveError
+
+    try:
+        settings = _settings()
+    except (ComplaintMotiveError, ValueError) as error:
+        raise _fail(error) from error
+    data = settings.masked()
+    data["resolved_backend"] = settings.resolved_backend()
+    if _check_format(format) == "json":
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    for key, value in data.items():
+        typer.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+
+
+@app.command()
+def correct(
+    text: Annotated[str, typer.Argument(help="the complaint that was misjudged")],
+    motive: Annotated[str | None, typer.Option(help="the right motive id")] = None,
+    stage: Annotated[str | None, typer.Option(help="the right stage id")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+    reviewed: Annotated[bool, typer.Option(help="mark it reviewed, ready for import")] = False,
+) -> None:
+    """Record an agent's correction (analyses TEXT, then appends the correction)."""
+    from .corrections import record_correction
+    from .errors import ComplaintMotiveError
+
+    try:
+        analyzer = _analyzer()
+        result = analyzer.analyze(text)
+        path = record_correction(result, text=text, motive=motive, stage=stage, note=note,
+                                 path=analyzer.settings.corrections_file, reviewed=reviewed)
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    typer.echo(f"recorded in {path} (was {result.primary_motive.id}/{result.stage.id})")
+
+
+@exemplars_app.command("import-corrections")
+def import_corrections_command(
+    include_unreviewed: Annotated[bool, typer.Option(help="import corrections nobody has "
+                                                     "reviewed yet")] = False,
+) -> None:
+    """Turn reviewed corrections into exemplars and update the index incrementally."""
+    from .corrections import import_corrections
+    from .errors import ComplaintMotiveError
+    from .index import KnowledgeIndex
+
+    settings = _settings()
+    try:
+        added = import_corrections(settings.corrections_file, settings.local_exemplars,
+                                   include_unreviewed=include_unreviewed)
+        reports = KnowledgeIndex.from_settings(settings).ensure()
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    exemplar_report = next(r for r in reports if r.kind == "exemplars")
+    typer.echo(f"imported {added} corrections into {settings.local_exemplars}; exemplars: "
+               f"{exemplar_report.records} ({exemplar_report.embedded} embedded)")
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Path, typer.Argument(help="JSONL of {id, text, motive, stage, …}")],
+    report: Annotated[Path, typer.Option(help="folder for the report")],
+    backend: BackendOption = None, fallback: FallbackOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
+    limit: Annotated[int | None, typer.Option(min=1)] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run")] = False,
+    compare: Annotated[Path | None, typer.Option(help="another report folder to compare "
+                                                 "with")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate an analyzer on a labelled set and write a report."""
+    from .errors import ComplaintMotiveError
+    from .evaluation import compare_reports, evaluate
+
+    try:
+        analyzer = _analyzer(backend=backend, fallback=fallback)
+        result = evaluate(dataset, analyzer, report_dir=report, concurrency=concurrency,
+                          limit=limit, resume=resume, progress_bar=not quiet)
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    typer.echo(result.summary())
+    if compare is not None:
+        typer.echo(compare_reports(compare, report))
+
+
+@app.command()
+def compare(before: Path, after: Path) -> None:
+    """Compare two evaluation reports: metric deltas and changed predictions."""
+    from .evaluation import compare_reports
+
+    typer.echo(compare_reports(before, after))
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8080,
+          token: Annotated[str | None, typer.Option(envvar="COMPLAINT_MOTIVE_TOKEN",
+                                                    help="require this bearer token")] = None
+          ) -> None:
+    """Serve the HTTP API (needs the 'server' extra)."""
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as error:
+        raise _fail(ValueError("the HTTP service needs: pip install "
+                               "'complaint-motive[server]'")) from error
+    uvicorn.run(create_app(_settings(), token=token), host=host, port=port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

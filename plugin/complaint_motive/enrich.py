@@ -1,0 +1,147 @@
+"""From a validated answer to the public ``MotiveAnalysis``: add what the taxonomy knows,
+the confidence levels and the actions they map to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .guards import do_not_say
+from .schema import (
+    Alternative,
+    Citation,
+    Evidence,
+    Handling,
+    Level,
+    Meta,
+    ModelAnswer,
+    MotiveAnalysis,
+    NamedLabel,
+    Needs,
+    PrimaryMotive,
+    Reply,
+    Risk,
+    SecondaryMotive,
+    StageCall,
+)
+from .taxonomy import Label, load_taxonomy
+
+if TYPE_CHECKING:
+    from .index import RetrievedChunk
+    from .inputs import ComplaintInput
+    from .offline import Signals
+    from .settings import Settings
+
+_SEVERITY: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
+_LEVELS: tuple[Level, ...] = ("low", "medium", "high")
+
+
+def confidence_level(*, score: float, agreement: float, evidence: bool,
+                     backend: str, offline_agrees: bool = False) -> Level:
+    """A coarse level from measured signals (the evaluation reports accuracy per level).
+
+    Offline: the classifier's probability and how many nearest exemplars share the label.
+    LLM: whether the offline analyzer agrees, the model's own score, and evidence found.
+    """
+    if backend == "offline":
+        if score >= 0.6 and agreement >= 0.4:
+            return "high"
+        return "medium" if score >= 0.35 or agreement >= 0.5 else "low"
+    if offline_agrees and score >= 0.7 and evidence:
+        return "high"
+    return "medium" if offline_agrees or (score >= 0.6 and evidence) else "low"
+
+
+def _named(label: Label) -> NamedLabel:
+    return NamedLabel(id=label.id, zh=label.zh, en=label.en)
+
+
+def _principles(answer: ModelAnswer, risk_level: Level) -> list[NamedLabel]:
+    """Which handling principles apply: listening, apology and follow-up always; the others
+    by what the complaint shows."""
+    wanted = ["listen", "apologize"]
+    if answer.leading_need == "emotional":
+        wanted.append("feelings_first")
+    if answer.stage in ("latent_complaint", "complaint"):
+        wanted.append("respond_fast")
+    if answer.primary_motive in ("compensation", "information", "recognition"):
+        wanted.append("solve")
+    if risk_level == "high" or answer.primary_motive in ("revenge", "leverage"):
+        wanted.append("calm_isolate_neutral")
+    wanted.append("follow_up")
+    by_id = {p.id: p for p in load_taxonomy().principles}
+    return [_named(by_id[p]) for p in wanted]
+
+
+def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: Signals,
+                   chunks: list[RetrievedChunk], meta: Meta, settings: Settings,
+                   injection: list[str]) -> MotiveAnalysis:
+    taxonomy = load_taxonomy()
+    backend = meta.backend
+    motive_id, stage_id = answer.primary_motive.value, answer.stage.value
+    offline_motive, offline_stage = signals.motive, signals.stage
+
+    def evidence(quotes: list[str]) -> list[Evidence]:
+        return [Evidence(quote=q, turn=complaint.turn_of(q)) for q in quotes]
+
+    motive_level = confidence_level(
+        score=answer.primary_confidence, agreement=signals.neighbour_agreement(motive_id),
+        evidence=bool(answer.primary_evidence), backend=backend,
+        offline_agrees=offline_motive.id == motive_id)
+    stage_level = confidence_level(
+        score=answer.stage_confidence, agreement=1.0 if stage_id in signals.stage_cues else 0.0,
+        evidence=bool(answer.stage_evidence), backend=backend,
+        offline_agrees=offline_stage.id == stage_id)
+    real = motive_id in {m.id for m in taxonomy.motives}
+    motive_label: Label = (taxonomy.motive(motive_id) if real else
+                           next(a for a in taxonomy.abstentions if a.id == motive_id))
+    stage_label = taxonomy.stage(stage_id)
+
+    flags = list(dict.fromkeys(f.value for f in answer.risk_flags))
+    risk_evidence = {flag: quotes for flag, quotes in signals.risk_cues.items() if flag in flags}
+    if injection:
+        flags.append("injection_attempt")
+        risk_evidence["injection_attempt"] = injection[:3]
+    severity = max((_SEVERITY[taxonomy.risk_signal(f).severity] for f in flags), default=0)
+    if stage_id == "complaint" or motive_id in ("revenge", "leverage"):
+        severity = max(severity, 1)
+    risk_level = _LEVELS[severity]
+
+    by_id = {c.chunk_id: c for c in chunks}
+    language = complaint.language
+    return MotiveAnalysis(
+        primary_motive=PrimaryMotive(
+            id=motive_id, zh=motive_label.zh, en=motive_label.en,
+            confidence=answer.primary_confidence, level=motive_level,
+            action=settings.actions[motive_level],
+            evidence=evidence(answer.primary_evidence),
+            explanation=answer.primary_explanation,
+            alternatives=[a for a in signals.motives if a.id != motive_id][:3],
+            frameworks=list(taxonomy.motive(motive_id).frameworks) if real else [],
+            handling=list(taxonomy.motive(motive_id).handling) if real else []),
+        secondary_motives=[SecondaryMotive(id=m.value, zh=taxonomy.motive(m.value).zh,
+                                           en=taxonomy.motive(m.value).en)
+                           for m in answer.secondary_motives],
+        stage=StageCall(
+            id=stage_id, zh=stage_label.zh, en=stage_label.en,
+            confidence=answer.stage_confidence, level=stage_level,
+            action=settings.actions[stage_level], evidence=evidence(answer.stage_evidence),
+            explanation=answer.stage_explanation,
+            alternatives=[Alternative(id=a.id, score=a.score) for a in signals.stages
+                          if a.id != stage_id][:2],
+            handling=stage_label.handling),
+        needs=Needs(items=[_named(next(n for n in taxonomy.needs if n.id == need.value))
+                           for need in answer.needs], leading=answer.leading_need),
+        legitimacy=_named(next(x for x in taxonomy.legitimacy
+                               if x.id == answer.legitimacy.value)),
+        sources=[_named(next(x for x in taxonomy.sources if x.id == s.value))
+                 for s in answer.sources],
+        risk=Risk(level=risk_level, flags=flags, evidence=risk_evidence),
+        handling=Handling(
+            steps=answer.handling_steps,
+            avoid=list(dict.fromkeys([*answer.avoid, *do_not_say(language, motive_id)])),
+            principles=_principles(answer, risk_level)),
+        reply=Reply(text=answer.reply, language=language),
+        citations=[Citation(chunk_id=c, source=by_id[c].source, title=by_id[c].title,
+                            section=by_id[c].section, score=by_id[c].score)
+                   for c in dict.fromkeys(answer.citations)],
+        meta=meta)

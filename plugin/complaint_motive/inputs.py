@@ -1,0 +1,138 @@
+"""What callers hand us, made into one shape: a complaint text or a conversation.
+
+A conversation is a list of turns (``{"role": …, "text": …}``) or the common transcript form
+``[1] 客户: …``. The customer's turns are what is analysed; the agent's turns are context.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .errors import InputError
+
+Role = Literal["customer", "agent"]
+
+_CUSTOMER_ROLES = {"customer", "user", "client", "客户", "顾客", "用户", "买家", "乘客", "患者"}
+_AGENT_ROLES = {"agent", "assistant", "staff", "support", "客服", "坐席", "商家", "卖家",
+                "工作人员", "system"}
+_TRANSCRIPT_LINE = re.compile(r"^\s*\[(\d+)\]\s*([^::]{1,20})[::]\s*(.*)$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+_TAG = re.compile(r"<[^>]{0,200}>")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+class Turn(BaseModel):
+    role: Role
+    text: str
+    number: int = Field(description="1-based position in the conversation")
+
+
+class ComplaintInput(BaseModel):
+    """A cleaned complaint: the text to analyse plus where each part came from."""
+
+    text: str = Field(description="the customer's words, turns joined by newlines")
+    turns: list[Turn] = Field([], description="the whole conversation; empty for plain text")
+    language: Literal["zh", "en"]
+    warnings: list[str] = []
+
+    def turn_of(self, quote: str) -> int | None:
+        """The customer turn a quote comes from (None for plain text)."""
+        for turn in self.turns:
+            if turn.role == "customer" and quote in turn.text:
+                return turn.number
+        return None
+
+    @property
+    def context(self) -> str:
+        """The agent's turns, for the prompt; never analysed as the customer's words."""
+        return "\n".join(f"[{t.number}] agent: {t.text}" for t in self.turns if t.role == "agent")
+
+
+def clean_text(text: str) -> str:
+    """Unescape HTML, drop tags and control characters, fold width, squeeze blank runs."""
+    text = html.unescape(_TAG.sub(" ", text))
+    text = _CONTROL.sub("", unicodedata.normalize("NFKC", text))
+    return re.sub(r"[ \t]+", " ", re.sub(r"\n\s*\n+", "\n", text)).strip()
+
+
+def detect_language(text: str) -> Literal["zh", "en"]:
+    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
+    return "zh" if cjk and cjk * 3 >= latin else ("en" if latin else "zh")
+
+
+def _role(raw: object) -> Role:
+    value = str(raw).strip().lower()
+    if value in _CUSTOMER_ROLES:
+        return "customer"
+    if value in _AGENT_ROLES:
+        return "agent"
+    raise InputError(f"unknown conversation role {str(raw)[:20]!r}: use 'customer' or 'agent'")
+
+
+def parse_transcript(text: str) -> list[Turn] | None:
+    """Turns from ``[n] role: text`` lines, or None when the text is not a transcript."""
+    turns: list[Turn] = []
+    for line in text.splitlines():
+        match = _TRANSCRIPT_LINE.match(line)
+        if match:
+            turns.append(Turn(role=_role(match[2]), text=match[3].strip(), number=int(match[1])))
+        elif turns and line.strip():
+            turns[-1] = turns[-1].model_copy(update={"text": f"{turns[-1].text}\n{line.strip()}"})
+        elif line.strip():
+            return None
+    return turns or None
+
+
+def to_input(raw: Any, *, max_chars: int, truncate: bool = False) -> ComplaintInput:
+    """Validate and normalise what the caller passed, or raise ``InputError`` saying why."""
+    if isinstance(raw, ComplaintInput):
+        return raw
+    turns: list[Turn] | None
+    if isinstance(raw, str):
+        turns = parse_transcript(raw)
+    elif isinstance(raw, Sequence) and not isinstance(raw, bytes | bytearray):
+        turns = [_turn(item, n) for n, item in enumerate(raw, start=1)]
+    else:
+        raise InputError(f"a complaint must be a string or a list of turns, not "
+                         f"{type(raw).__name__}")
+    warnings: list[str] = []
+    if turns is None:
+        text = clean_text(raw)
+    else:
+        turns = [t.model_copy(update={"text": clean_text(t.text)}) for t in turns]
+        turns = [t for t in turns if t.text]
+        text = "\n".join(t.text for t in turns if t.role == "customer")
+        if not text and turns:
+            raise InputError("the conversation has no customer turn to analyse")
+    if not text:
+        raise InputError("the complaint is empty: pass the customer's text")
+    if len(text) > max_chars:
+        if not truncate:
+            raise InputError(f"the complaint has {len(text)} characters, over the limit of "
+                             f"{max_chars}: shorten it, raise max_chars, or allow truncation")
+        text = text[:max_chars]
+        warnings.append(f"truncated to {max_chars} characters")
+    if not re.search(r"\w", text):
+        warnings.append("no words in the text (only symbols or emoji)")
+    return ComplaintInput(text=text, turns=turns or [], language=detect_language(text),
+                          warnings=warnings)
+
+
+def _turn(item: object, number: int) -> Turn:
+    if isinstance(item, Turn):
+        return item
+    if isinstance(item, Mapping):
+        text = item.get("text", item.get("content"))
+        if not isinstance(text, str):
+            raise InputError(f"turn {number} has no text")
+        return Turn(role=_role(item.get("role", "customer")), text=text, number=number)
+    if isinstance(item, Sequence) and len(item) == 2 and isinstance(item[1], str):
+        return Turn(role=_role(item[0]), text=item[1], number=number)
+    raise InputError(f"turn {number} must be {{'role': …, 'text': …}}, not {type(item).__name__}")

@@ -1,0 +1,259 @@
+"""The offline analyzer: no LLM, everything traceable to the corpus.
+
+Signals, each measured in bench/ and the evaluation report:
+
+* a classifier trained on the exemplars (and the taxonomy's cue phrases) when the index is
+  built: character n-gram TF-IDF into logistic regression, one model for the motive and one
+  for the stage. Cross-validation on the exemplars chose the features; nearest-neighbour
+  voting scored lower as a predictor, so neighbours only feed the confidence level;
+* the taxonomy's cue phrases: explicit stage markers ("我要投诉", "不然…"), risk signals,
+  sources of dissatisfaction, and the evidence quotes shown to the agent.
+
+The same signals serve the LLM backend: they steer retrieval and give the agreement check
+behind its confidence level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .embeddings import normalize
+from .exemplars import LabelledComplaint
+from .schema import Alternative, ModelAnswer
+from .taxonomy import Label, Taxonomy, load_taxonomy
+
+if TYPE_CHECKING:
+    from .index import RetrievedChunk, RetrievedExemplar
+    from .inputs import ComplaintInput
+
+log = logging.getLogger(__name__)
+
+#: Bump when the features or the model change, so stale trained models are not reused.
+MODEL_RECIPE = "tfidf-char13-logreg-c10/1"
+_ABSTAIN_BELOW = 0.2
+_CLAUSE = re.compile(r"[^,。!?;,.!?;\n…~]+")
+
+
+def _pipeline(balanced: bool) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), preprocessor=normalize,
+                        sublinear_tf=True),
+        LogisticRegression(C=10, max_iter=3000,
+                           class_weight="balanced" if balanced else None))
+
+
+def cue_documents(taxonomy: Taxonomy) -> tuple[list[str], list[str]]:
+    """The taxonomy's cue phrases as short training documents, four cues each."""
+    texts, labels = [], []
+    for motive in taxonomy.motives:
+        for start in range(0, len(motive.cues), 4):
+            texts.append(" ".join(motive.cues[start:start + 4]))
+            labels.append(motive.id)
+    return texts, labels
+
+
+@dataclass
+class MotiveModel:
+    """The trained classifiers; ``train`` fits them, ``load_or_train`` caches them on disk."""
+
+    motive: Any
+    stage: Any
+    version: str
+
+    @classmethod
+    def train(cls, exemplars: list[LabelledComplaint], taxonomy: Taxonomy | None = None,
+              ) -> MotiveModel:
+        taxonomy = taxonomy or load_taxonomy()
+        cue_texts, cue_labels = cue_documents(taxonomy)
+        motive = _pipeline(balanced=False).fit(
+            [e.text for e in exemplars] + cue_texts,
+            [e.motive.value for e in exemplars] + cue_labels)
+        staged = [e for e in exemplars if e.stage is not None]
+        stage = _pipeline(balanced=True).fit([e.text for e in staged],
+                                             [e.stage.value for e in staged])  # type: ignore[union-attr]
+        return cls(motive, stage, model_version(exemplars, taxonomy))
+
+    @classmethod
+    def load_or_train(cls, folder: Path, exemplars: list[LabelledComplaint]) -> MotiveModel:
+        """Reuse the model trained for these exemplars, or train and save one."""
+        import joblib
+        from filelock import FileLock
+
+        version = model_version(exemplars, load_taxonomy())
+        path = folder / f"motive-model-{version}.joblib"
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=300):
+            if path.exists():
+                try:
+                    loaded = joblib.load(path)
+                    if isinstance(loaded, cls) and loaded.version == version:
+                        return loaded
+                except Exception as error:  # a damaged file is retrained, never trusted
+                    log.warning("retraining: cannot load %s (%s)", path.name, error)
+            model = cls.train(exemplars)
+            partial = path.with_suffix(".partial")
+            joblib.dump(model, partial)
+            partial.replace(path)
+            for old in folder.glob("motive-model-*.joblib"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        return model
+
+    def motive_scores(self, text: str) -> list[Alternative]:
+        return _ranked(self.motive, text)
+
+    def stage_scores(self, text: str) -> list[Alternative]:
+        return _ranked(self.stage, text)
+
+
+def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy) -> str:
+    digest = hashlib.sha256(MODEL_RECIPE.encode())
+    digest.update(taxonomy.fingerprint.encode())
+    for item in exemplars:
+        digest.update(item.model_dump_json().encode())
+    return digest.hexdigest()[:16]
+
+
+def _ranked(pipeline: Any, text: str) -> list[Alternative]:
+    probabilities = pipeline.predict_proba([text])[0]
+    pairs = sorted(zip(pipeline.classes_, probabilities, strict=True), key=lambda p: -p[1])
+    return [Alternative(id=str(label), score=round(float(p), 4)) for label, p in pairs]
+
+
+def find_cues(text: str, labels: tuple[Label, ...]) -> dict[str, list[str]]:
+    """Label id → the cue phrases of that label found in the text, as they appear in it."""
+    folded = text.lower()
+    found: dict[str, list[str]] = {}
+    for label in labels:
+        for cue in label.cues:
+            at = folded.find(cue.lower())
+            if at >= 0:
+                found.setdefault(label.id, []).append(text[at:at + len(cue)])
+    return found
+
+
+@dataclass
+class Signals:
+    """Everything the offline analysis knows about a complaint before any backend runs."""
+
+    motives: list[Alternative]
+    stages: list[Alternative]
+    motive_cues: dict[str, list[str]]
+    stage_cues: dict[str, list[str]]
+    risk_cues: dict[str, list[str]]
+    source_cues: dict[str, list[str]]
+    neighbours: list[RetrievedExemplar]
+
+    @property
+    def motive(self) -> Alternative:
+        top = self.motives[0]
+        return Alternative(id="unknown", score=top.score) if top.score < _ABSTAIN_BELOW else top
+
+    @property
+    def stage(self) -> Alternative:
+        # Explicit markers beat the classifier: "我要投诉" is a complaint however it is worded.
+        for stage_id in ("complaint", "latent_complaint"):
+            if stage_id in self.stage_cues:
+                score = next((s.score for s in self.stages if s.id == stage_id), 0.0)
+                return Alternative(id=stage_id, score=round(max(score, 0.75), 4))
+        return self.stages[0]
+
+    def neighbour_agreement(self, motive_id: str) -> float:
+        """Share of the similarity-weighted neighbours labelled ``motive_id``."""
+        from .retrieval import motive_votes
+
+        return dict(motive_votes(self.neighbours)).get(motive_id, 0.0)
+
+    def hint_motives(self, count: int = 2) -> list[str]:
+        """The likeliest real motives, to steer guidance retrieval."""
+        return [a.id for a in self.motives if a.id not in ("unknown", "not_a_complaint")][:count]
+
+
+def collect_signals(model: MotiveModel, text: str,
+                    neighbours: list[RetrievedExemplar]) -> Signals:
+    taxonomy = load_taxonomy()
+    return Signals(
+        motives=model.motive_scores(text), stages=model.stage_scores(text),
+        motive_cues=find_cues(text, taxonomy.motives),
+        stage_cues=find_cues(text, taxonomy.stages),
+        risk_cues=find_cues(text, taxonomy.risk_signals),
+        source_cues=find_cues(text, taxonomy.sources), neighbours=neighbours)
+
+
+def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveModel,
+                   chunks: list[RetrievedChunk]) -> ModelAnswer:
+    """Build the same compact answer an LLM would give, from the signals and the taxonomy."""
+    taxonomy = load_taxonomy()
+    motive, stage = signals.motive, signals.stage
+    real_motive = motive.id not in ("unknown", "not_a_complaint")
+    text = complaint.text
+    motive_evidence = signals.motive_cues.get(motive.id) or _best_clauses(model.motive, text,
+                                                                          motive.id)
+    stage_evidence = (signals.stage_cues.get(stage.id)
+                      or _best_clauses(model.stage, text, stage.id))
+    secondary = [a.id for a in signals.motives[1:3]
+                 if a.id != motive.id and a.score >= 0.15 and a.id in _motive_ids(taxonomy)]
+    motive_label = taxonomy.motive(motive.id) if real_motive else None
+    stage_label = taxonomy.stage(stage.id)
+    cited = [c.chunk_id for c in chunks if real_motive and motive.id in c.motives]
+    cited += [c.chunk_id for c in chunks if stage.id in c.stages and c.chunk_id not in cited]
+    language = complaint.language
+    frame = taxonomy.reply_frame[language]
+    if motive_label is not None:
+        body = motive_label.reply[language]
+    elif motive.id == "not_a_complaint":
+        body = ("感谢您的留言,我们已经收到,会尽快回复您。" if language == "zh"
+                else "Thank you for your message; we have received it and will reply shortly.")
+    else:
+        body = ("为了更好地帮您处理,能否再具体说说遇到了什么情况?" if language == "zh"
+                else "So that I can help properly, could you tell me a little more about "
+                "what happened?")
+    return ModelAnswer(
+        primary_motive=motive.id, primary_confidence=motive.score,
+        primary_evidence=motive_evidence[:3],
+        primary_explanation=_explain(motive_label, motive_evidence, language),
+        secondary_motives=secondary, stage=stage.id, stage_confidence=stage.score,
+        stage_evidence=stage_evidence[:3],
+        stage_explanation=stage_label.definition, needs=list(
+            motive_label.needs if motive_label else ()),
+        leading_need=motive_label.leading_need if motive_label else "rational",
+        legitimacy="undetermined", sources=list(signals.source_cues),
+        risk_flags=list(signals.risk_cues),
+        handling_steps=[*(motive_label.handling if motive_label else ()), stage_label.handling],
+        avoid=list(motive_label.avoid if motive_label else ()),
+        reply=(" " if language == "en" else "").join((frame.opening, body, frame.closing)),
+        citations=cited or [c.chunk_id for c in chunks[:1]])
+
+
+def _motive_ids(taxonomy: Taxonomy) -> set[str]:
+    return {m.id for m in taxonomy.motives}
+
+
+def _best_clauses(pipeline: Any, text: str, label: str) -> list[str]:
+    """The clause of the text the classifier finds most typical of ``label``."""
+    clauses = [c.strip() for c in _CLAUSE.findall(text) if len(c.strip()) >= 2]
+    if not clauses or label not in pipeline.classes_:
+        return [text[:40]] if text.strip() else []
+    column = list(pipeline.classes_).index(label)
+    probabilities = pipeline.predict_proba(clauses)[:, column]
+    return [clauses[int(probabilities.argmax())]]
+
+
+def _explain(motive: Any, evidence: list[str], language: str) -> str:
+    if motive is None:
+        return ("文本不足以判断投诉动机。" if language == "zh"
+                else "The text does not show a complaint motive clearly.")
+    quoted = "、".join(f"“{e}”" for e in evidence[:2]) if evidence else ""
+    if language == "zh":
+        return f"{quoted}体现出“{motive.zh}”的投诉动机。" if quoted else f"判断为“{motive.zh}”动机。"
+    return (f"{', '.join(repr(e) for e in evidence[:2])} point to {motive.en.lower()}: "
+            f"{motive.definition}" if evidence else motive.definition)

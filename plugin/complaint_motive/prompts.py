@@ -1,0 +1,98 @@
+"""The prompt files in ``prompts/``, filled from the taxonomy and the retrieved context.
+
+>>> from complaint_motive.prompts import prompt_version
+>>> prompt_version().startswith("1+")
+True
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import TYPE_CHECKING
+
+import yaml
+from langchain_core.messages import BaseMessage
+from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
+
+from .resources import fingerprint, prompts_dir
+from .taxonomy import load_taxonomy
+
+if TYPE_CHECKING:
+    from .index import RetrievedChunk, RetrievedExemplar
+    from .inputs import ComplaintInput
+
+
+_FENCE = re.compile(r"</?\s*complaint\s*>", re.IGNORECASE)
+
+
+@cache
+def _file(name: str) -> str:
+    return (prompts_dir() / name).read_text(encoding="utf-8").strip()
+
+
+@cache
+def prompt_version() -> str:
+    """The manifest's version plus a content hash of every prompt file."""
+    manifest = yaml.safe_load(_file("manifest.yaml"))
+    return f"{manifest['version']}+{fingerprint(list(prompts_dir().glob('*.txt')))[:8]}"
+
+
+@cache
+def _label_tables() -> dict[str, str]:
+    taxonomy = load_taxonomy()
+
+    def ids(labels: tuple[object, ...]) -> str:
+        return ", ".join(label.id for label in labels)  # type: ignore[attr-defined]
+
+    return {
+        "motive_table": "\n".join(f"- {m.id} ({m.zh}): {m.definition}" for m in taxonomy.motives),
+        "stage_table": "\n".join(f"- {s.id} ({s.zh}): {s.definition}" for s in taxonomy.stages),
+        "need_ids": ids(taxonomy.needs), "legitimacy_ids": ids(taxonomy.legitimacy),
+        "source_ids": ids(taxonomy.sources), "risk_ids": ids(taxonomy.risk_signals),
+    }
+
+
+@cache
+def _template(with_schema: bool) -> ChatPromptTemplate:
+    human = [_file("instructions.txt"), _file("guidance.txt"), "{examples_block}"]
+    if with_schema:
+        human.append(_file("json_schema.txt"))
+    human.append(_file("complaint.txt"))
+    return ChatPromptTemplate.from_messages(
+        [("system", _file("system.txt")), ("human", "\n\n".join(human))]
+    ).partial(**_label_tables())
+
+
+def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
+                   examples: list[RetrievedExemplar], *, schema_in_prompt: bool = False,
+                   ) -> list[BaseMessage]:
+    """The messages for one complaint. ``schema_in_prompt`` for providers whose JSON mode
+    cannot take a schema (the schema is then described in the prompt)."""
+    from .schema import ModelAnswer
+
+    guidance = "\n".join(f"[{c.chunk_id}] ({c.section}) {c.text}" for c in chunks)
+    examples_block = ""
+    if examples:
+        rows = "\n".join(f"- {json.dumps(e.text, ensure_ascii=False)} → primary_motive="
+                         f"{e.motive}, stage={e.stage}" for e in examples)
+        examples_block = PromptTemplate.from_template(_file("examples.txt")).format(
+            examples=rows)
+    context = complaint.context
+    values = {
+        "guidance": guidance, "examples_block": examples_block,
+        # A complaint cannot close its own fence.
+        "complaint": _FENCE.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"),
+                                complaint.text),
+        "context": PromptTemplate.from_template(_file("conversation_context.txt")).format(
+            agent_turns=context) + "\n\n" if context else "",
+    }
+    if schema_in_prompt:
+        values["schema"] = json.dumps(ModelAnswer.model_json_schema(), ensure_ascii=False)
+    return _template(schema_in_prompt).format_messages(**values)
+
+
+def reask_text(problems: list[str]) -> str:
+    return PromptTemplate.from_template(_file("reask.txt")).format(
+        problems="\n".join(f"- {p}" for p in problems))

@@ -1,0 +1,59 @@
+"""How results look to a person in a terminal (``--format text``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from .schema import MotiveAnalysis
+
+_RISK_STYLE = {"high": "bold red", "medium": "yellow", "low": "green"}
+
+
+def render_card(result: MotiveAnalysis, console: Console | None = None) -> None:
+    """A readable card: motive, stage, risk, steps, reply, citations."""
+    console = console or Console()
+    motive, stage, risk = result.primary_motive, result.stage, result.risk
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    secondary = ", ".join(f"{m.id} ({m.zh})" for m in result.secondary_motives)
+    table.add_row("motive", f"{motive.id} ({motive.zh}) {motive.confidence:.2f} "
+                  f"[{motive.level} → {motive.action}]" + (f"  also: {secondary}"
+                                                            if secondary else ""))
+    if motive.evidence:
+        table.add_row("", "evidence: " + " | ".join(e.quote for e in motive.evidence))
+    table.add_row("stage", f"{stage.id} ({stage.zh}) {stage.confidence:.2f} [{stage.level}]")
+    table.add_row("risk", f"[{_RISK_STYLE[risk.level]}]{risk.level}[/] "
+                  + (", ".join(risk.flags) or "no flags"))
+    table.add_row("needs", ", ".join(n.zh for n in result.needs.items) +
+                  f" (leading: {result.needs.leading})")
+    table.add_row("steps", "\n".join(f"{i}. {s}" for i, s in
+                                     enumerate(result.handling.steps, 1)))
+    table.add_row("avoid", "\n".join(f"- {s}" for s in result.handling.avoid))
+    table.add_row("reply", f"[italic]{result.reply.text}[/] (draft)")
+    table.add_row("cites", "\n".join(f"{c.chunk_id}  {c.title} › {c.section}"
+                                     for c in result.citations))
+    meta = result.meta
+    footer = (f"{meta.backend} · {meta.model} · prompt {meta.prompt_version} · "
+              f"{meta.latency_ms:.0f} ms" + (" · DEGRADED" if meta.degraded else ""))
+    console.print(Panel(table, title="complaint-motive", subtitle=footer))
+    for warning in meta.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+@contextmanager
+def progress(total: int, label: str, *, disable: bool = False) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr; yields the function that advances it by one."""
+    if disable:
+        yield lambda: None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)

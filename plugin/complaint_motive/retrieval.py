@@ -1,0 +1,83 @@
+"""Retrieval of guidance for a complaint, as a LangChain ``BaseRetriever``.
+
+Guidance is written in a trainer's abstract vocabulary and complaints in a customer's
+concrete one, so a plain nearest-neighbour search over guidance misses often (bench/ shows
+how often). The retriever therefore looks first at the labelled exemplars nearest to the
+complaint — complaint against complaint, where similarity works — and lets their motives
+steer the guidance search: chunks about the neighbours' leading motives come first, then
+the best unfiltered matches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from .index import KnowledgeIndex, RetrievedChunk, RetrievedExemplar
+
+
+def motive_votes(neighbours: Sequence[RetrievedExemplar]) -> list[tuple[str, float]]:
+    """Neighbours' motives weighted by similarity, as shares summing to 1, best first."""
+    votes: Counter[str] = Counter()
+    for neighbour in neighbours:
+        votes[neighbour.motive] += max(neighbour.score, 0.0)
+    total = sum(votes.values()) or 1.0
+    return [(motive, weight / total) for motive, weight in votes.most_common()]
+
+
+def retrieve_guidance(index: KnowledgeIndex, text: str, k: int = 4, *,
+                      neighbours: Sequence[RetrievedExemplar] | None = None,
+                      motives: Sequence[str] = (), hint_motives: int = 2,
+                      ) -> list[RetrievedChunk]:
+    """The ``k`` guidance chunks for ``text``.
+
+    ``motives`` pins the motives to favour (e.g. an analyzer's prediction); otherwise the
+    leading motives among the nearest exemplars (``neighbours``, looked up when not given)
+    are used. Half the slots go to favoured motives, the rest to the best plain matches.
+    """
+    if not motives:
+        neighbours = index.similar_exemplars(text, 8) if neighbours is None else neighbours
+        motives = [m for m, _ in motive_votes(neighbours)
+                   if m not in ("unknown", "not_a_complaint")][:hint_motives]
+    chosen: dict[str, RetrievedChunk] = {}
+    favoured_slots = max(1, k // 2) if motives else 0
+    for rank, motive in enumerate(motives):
+        share = favoured_slots - len(chosen) if rank == len(motives) - 1 else max(
+            1, favoured_slots // len(motives))
+        for chunk in index.search(text, k=share + len(chosen), motives=[motive]):
+            if len(chosen) >= favoured_slots:
+                break
+            chosen.setdefault(chunk.chunk_id, chunk)
+    for chunk in index.search(text, k=k + len(chosen)):
+        if len(chosen) >= k:
+            break
+        chosen.setdefault(chunk.chunk_id, chunk)
+    return list(chosen.values())
+
+
+class GuidanceRetriever(BaseRetriever):
+    """LangChain retriever over the guidance; each ``Document`` carries the chunk's metadata
+    and its score.
+
+    >>> retriever = GuidanceRetriever(index=KnowledgeIndex.from_settings())  # doctest: +SKIP
+    >>> retriever.invoke("退款到现在还没到账")[0].metadata["chunk_id"]     # doctest: +SKIP
+    'motives-and-purposes#remedy'
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: KnowledgeIndex
+    k: int = 4
+    motives: tuple[str, ...] = ()
+    """Favour chunks about these motives; empty: let the nearest exemplars decide."""
+
+    def _get_relevant_documents(self, query: str, *,
+                                run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return [Document(page_content=c.text, id=c.chunk_id,
+                         metadata=c.model_dump(exclude={"text"}))
+                for c in retrieve_guidance(self.index, query, self.k, motives=self.motives)]

@@ -1,0 +1,180 @@
+"""The output contract.
+
+``ModelAnswer`` is the compact, flat object a backend produces (the LLM through structured
+output, the offline analyzer directly). ``MotiveAnalysis`` is the public result: the answer
+validated, enriched from the taxonomy, and stamped with run metadata.
+
+Stable JSON keys that scripts rely on: ``primary_motive.id`` / ``.confidence``,
+``secondary_motives[].id``, ``stage.id`` / ``.confidence``, ``risk.level``, ``risk.flags``,
+``reply.text``, ``citations[].chunk_id``, ``meta.backend``, ``meta.degraded``,
+``meta.warnings``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .settings import Action
+from .taxonomy import (
+    FrameworkView,
+    LegitimacyId,
+    MotiveId,
+    NeedId,
+    PrimaryMotiveId,
+    RiskFlagId,
+    SourceId,
+    StageId,
+)
+
+Level = Literal["high", "medium", "low"]
+
+
+class ModelAnswer(BaseModel):
+    """What the model is asked for. Kept flat and free of ranges and defaults, which some
+    providers' strict JSON-schema modes reject; our validators enforce the rest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary_motive: PrimaryMotiveId = Field(  # type: ignore[valid-type]
+        description="why the customer complains; unknown or not_a_complaint when honest")
+    primary_confidence: float = Field(description="0 to 1")
+    primary_evidence: list[str] = Field(
+        description="short verbatim quotes from the complaint that show the motive")
+    primary_explanation: str = Field(description="one or two sentences")
+    secondary_motives: list[MotiveId] = Field(  # type: ignore[valid-type]
+        description="at most two other motives present, or empty")
+    stage: StageId = Field(description="psychological stage")  # type: ignore[valid-type]
+    stage_confidence: float = Field(description="0 to 1")
+    stage_evidence: list[str] = Field(description="verbatim quotes that show the stage")
+    stage_explanation: str
+    needs: list[NeedId]  # type: ignore[valid-type]
+    leading_need: Literal["rational", "emotional"]
+    legitimacy: LegitimacyId  # type: ignore[valid-type]
+    sources: list[SourceId] = Field(  # type: ignore[valid-type]
+        description="sources of dissatisfaction")
+    risk_flags: list[RiskFlagId]  # type: ignore[valid-type]
+    handling_steps: list[str] = Field(description="what the agent should do, in order")
+    avoid: list[str] = Field(description="what the agent must not say or do")
+    reply: str = Field(description="a reply draft for the agent, in the complaint's language")
+    citations: list[str] = Field(description="ids of the guidance chunks the answer rests on")
+
+
+class Evidence(BaseModel):
+    quote: str
+    turn: int | None = Field(None, description="the conversation turn the quote comes from")
+
+
+class Alternative(BaseModel):
+    id: str
+    score: float
+
+
+class LabelCall(BaseModel):
+    id: str
+    zh: str
+    en: str
+    confidence: float = Field(ge=0, le=1)
+    level: Level
+    action: Action
+    evidence: list[Evidence] = []
+    explanation: str = ""
+    alternatives: list[Alternative] = Field(
+        [], description="the next most likely labels, with scores")
+
+
+class PrimaryMotive(LabelCall):
+    frameworks: list[FrameworkView] = Field(
+        [], description="what each seed framework calls this motive")
+    handling: list[str] = []
+
+
+class SecondaryMotive(BaseModel):
+    id: str
+    zh: str
+    en: str
+
+
+class StageCall(LabelCall):
+    handling: str = ""
+
+
+class NamedLabel(BaseModel):
+    id: str
+    zh: str
+    en: str
+
+
+class Needs(BaseModel):
+    items: list[NamedLabel]
+    leading: Literal["rational", "emotional"]
+
+
+class Risk(BaseModel):
+    level: Level
+    flags: list[str]
+    evidence: dict[str, list[str]] = Field({}, description="flag id → the phrases that raised it")
+
+
+class Handling(BaseModel):
+    steps: list[str]
+    avoid: list[str] = Field(description="do-not-say list: taxonomy rules and motive warnings")
+    principles: list[NamedLabel]
+
+
+class Reply(BaseModel):
+    text: str
+    language: Literal["zh", "en"]
+    draft: Literal[True] = Field(True, description="a draft for an agent; never send unread")
+
+
+class Citation(BaseModel):
+    chunk_id: str
+    source: str
+    title: str
+    section: str
+    score: float
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(input_tokens=self.input_tokens + other.input_tokens,
+                     output_tokens=self.output_tokens + other.output_tokens,
+                     total_tokens=self.total_tokens + other.total_tokens)
+
+
+class Meta(BaseModel):
+    backend: Literal["llm", "offline"]
+    model: str
+    prompt_version: str
+    corpus_version: str
+    taxonomy_version: int
+    latency_ms: float
+    attempts: int = 1
+    usage: Usage = Usage()
+    cost_usd: float | None = None
+    degraded: bool = False
+    degraded_reason: str | None = None
+    warnings: list[str] = []
+    redactions: int = Field(0, description="personal-data items masked before analysis")
+
+
+class MotiveAnalysis(BaseModel):
+    """The public result of analysing one complaint."""
+
+    primary_motive: PrimaryMotive
+    secondary_motives: list[SecondaryMotive]
+    stage: StageCall
+    needs: Needs
+    legitimacy: NamedLabel
+    sources: list[NamedLabel]
+    risk: Risk
+    handling: Handling
+    reply: Reply
+    citations: list[Citation]
+    meta: Meta
