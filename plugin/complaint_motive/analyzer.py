@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -249,31 +249,38 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         return self._finish(prepared, reply.answer, backend="llm", usage=reply.usage,
                             attempts=reply.attempts)
 
+    async def aoutcome(self, item: Any, *, index: int = 0,
+                       fallback: Fallback | None = None) -> Outcome:
+        """Analyse one input of a batch: a complaint or an ``{"id": …, "text": …}`` record.
+        Never raises for a bad input or a failed call; the error is the outcome."""
+        item_id, payload = _unpack(item)
+        try:
+            result = await self.aanalyze(payload, fallback=fallback)
+        except ComplaintMotiveError as error:
+            return Outcome(index=index, id=item_id, error=error.to_dict())
+        except Exception as error:  # a bug must not lose the other inputs
+            log.exception("unexpected failure on input %d", index)
+            return Outcome(index=index, id=item_id, error={
+                "kind": "internal", "type": type(error).__name__,
+                "message": "unexpected internal error; see the log"})
+        return Outcome(index=index, id=item_id, result=result)
+
     async def aanalyze_many(self, items: Iterable[Any], *, concurrency: int = 8,
                             fallback: Fallback | None = None) -> list[Outcome]:
         """One ``Outcome`` per input, in input order; a failure is that input's error value.
 
         Items may be complaints or ``{"id": …, "text": …}`` records.
         """
-        records = list(items)
+        if isinstance(items, str | bytes):
+            raise InputError("analyze_many takes a list of complaints, not one string")
         gate = asyncio.Semaphore(max(1, concurrency))
 
-        async def one(position: int, item: Any) -> Outcome:
-            item_id, payload = _unpack(item)
+        async def gated(position: int, item: Any) -> Outcome:
             async with gate:
-                try:
-                    result = await self.aanalyze(payload, fallback=fallback)
-                except ComplaintMotiveError as error:
-                    return Outcome(index=position, id=item_id, error=error.to_dict())
-                except Exception as error:  # a bug must not lose the other inputs
-                    log.exception("unexpected failure on input %d", position)
-                    return Outcome(index=position, id=item_id, error={
-                        "kind": "internal", "type": type(error).__name__,
-                        "message": "unexpected internal error; see the log"})
-            return Outcome(index=position, id=item_id, result=result)
+                return await self.aoutcome(item, index=position, fallback=fallback)
 
-        self.warm_up()
-        return list(await asyncio.gather(*(one(i, x) for i, x in enumerate(records))))
+        await asyncio.to_thread(self.warm_up)
+        return list(await asyncio.gather(*(gated(i, x) for i, x in enumerate(items))))
 
     def analyze_many(self, items: Iterable[Any], *, concurrency: int = 8,
                      fallback: Fallback | None = None) -> list[Outcome]:
@@ -306,8 +313,3 @@ def _unpack(item: Any) -> tuple[str | None, Any]:
         raw_id = item.get("id")
         return (None if raw_id is None else str(raw_id)), item.get("text", item.get("turns"))
     return None, item
-
-
-def validate_batch_input(items: Sequence[Any]) -> None:
-    if isinstance(items, str | bytes):
-        raise InputError("analyze_many takes a list of complaints, not one string")

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from .errors import BackendError, BackendUnavailable, ConfigurationError, OutputValidationError
 from .prompts import reask_text
-from .schema import ModelAnswer, Usage
+from .schema import ModelAnswer, Usage, model_facing_schema
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ class LLMBackend:
             base_url=settings.openai_base_url, timeout=settings.timeout,
             max_retries=settings.max_retries, http_client=http_client,
             http_async_client=http_async_client)
+        # A dict schema, not the class: with the class, the openai client parses the answer
+        # itself and a malformed answer raises before we see its text or its token usage.
         self.structured = self.llm.with_structured_output(
-            ModelAnswer, method=self.method, include_raw=True,
+            model_facing_schema(), method=self.method, include_raw=True,
             **({"strict": True} if self.method != "json_mode" else {}))
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
 
@@ -174,13 +176,17 @@ class LLMBackend:
     def _judge(out: dict[str, Any], validate: Validator, usage: Usage,
                attempts: int) -> LLMReply | tuple[Usage, list[str]]:
         usage = usage + _usage(out.get("raw"))
-        parsed, error = out.get("parsed"), out.get("parsing_error")
-        if isinstance(parsed, ModelAnswer):
-            problems = validate(parsed)
-            if not problems:
-                return LLMReply(parsed, usage, attempts)
-        elif isinstance(error, ValidationError):
-            problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:8]]
+        parsed = out.get("parsed")
+        if isinstance(parsed, dict):
+            try:
+                answer = ModelAnswer.model_validate(parsed)
+            except ValidationError as error:
+                problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                            for e in error.errors()[:8]]
+            else:
+                problems = validate(answer)
+                if not problems:
+                    return LLMReply(answer, usage, attempts)
         else:
             raw = out.get("raw")
             refusal = getattr(raw, "additional_kwargs", {}).get("refusal")

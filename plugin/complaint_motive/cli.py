@@ -185,20 +185,17 @@ async def _analyze_file(analyzer: MotiveAnalyzer, source: Path, target: Path | N
 
     items = _read_batch(source)
     gate = asyncio.Semaphore(concurrency)
-    analyzer.warm_up()
+    await asyncio.to_thread(analyzer.warm_up)
 
-    async def one(item_id: str, payload: Any) -> Outcome:
+    async def one(position: int, item_id: str, payload: Any) -> Outcome:
         from .analyzer import Outcome
 
         if isinstance(payload, ValueError):
-            return Outcome(index=0, id=item_id,
-                           error=InputError(str(payload)).to_dict())
+            return Outcome(index=position, id=item_id, error=InputError(str(payload)).to_dict())
         async with gate:
-            outcomes = await analyzer.aanalyze_many([{"id": item_id, "text": payload}],
-                                                    concurrency=1)
-        return outcomes[0]
+            return await analyzer.aoutcome({"id": item_id, "text": payload}, index=position)
 
-    tasks = [asyncio.ensure_future(one(i, p)) for i, p in items]
+    tasks = [asyncio.ensure_future(one(n, i, p)) for n, (i, p) in enumerate(items)]
     out = target.open("w", encoding="utf-8") if target else sys.stdout
     failed = 0
     try:

@@ -160,8 +160,9 @@ class Signals:
 
     @property
     def stage(self) -> Alternative:
-        # Explicit markers beat the classifier: "我要投诉" is a complaint however it is worded.
-        for stage_id in ("complaint", "latent_complaint"):
+        # Explicit markers beat the classifier. A conditional threat ("再不处理我就投诉") is
+        # checked first: it names a complaint the customer has not made yet.
+        for stage_id in ("latent_complaint", "complaint"):
             if stage_id in self.stage_cues:
                 score = next((s.score for s in self.stages if s.id == stage_id), 0.0)
                 return Alternative(id=stage_id, score=round(max(score, 0.75), 4))

@@ -70,7 +70,7 @@ def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
                    ) -> list[BaseMessage]:
     """The messages for one complaint. ``schema_in_prompt`` for providers whose JSON mode
     cannot take a schema (the schema is then described in the prompt)."""
-    from .schema import ModelAnswer
+    from .schema import model_facing_schema
 
     guidance = "\n".join(f"[{c.chunk_id}] ({c.section}) {c.text}" for c in chunks)
     examples_block = ""
@@ -89,7 +89,7 @@ def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
             agent_turns=context) + "\n\n" if context else "",
     }
     if schema_in_prompt:
-        values["schema"] = json.dumps(ModelAnswer.model_json_schema(), ensure_ascii=False)
+        values["schema"] = json.dumps(model_facing_schema(), ensure_ascii=False)
     return _template(schema_in_prompt).format_messages(**values)
 
 

@@ -12,7 +12,8 @@ Stable JSON keys that scripts rely on: ``primary_motive.id`` / ``.confidence``,
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import cache
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,9 +32,11 @@ from .taxonomy import (
 Level = Literal["high", "medium", "low"]
 
 
+# What the model is asked for. Kept flat and free of ranges and defaults, which some
+# providers' strict JSON-schema modes reject; validation.py enforces the rest. The class
+# docstring travels to the model as the schema's description.
 class ModelAnswer(BaseModel):
-    """What the model is asked for. Kept flat and free of ranges and defaults, which some
-    providers' strict JSON-schema modes reject; our validators enforce the rest."""
+    """Analysis of one customer complaint."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,6 +62,27 @@ class ModelAnswer(BaseModel):
     avoid: list[str] = Field(description="what the agent must not say or do")
     reply: str = Field(description="a reply draft for the agent, in the complaint's language")
     citations: list[str] = Field(description="ids of the guidance chunks the answer rests on")
+
+
+@cache
+def model_facing_schema() -> dict[str, Any]:
+    """``ModelAnswer``'s JSON schema with every ``$ref`` inlined: flat, so each field shows
+    its allowed labels in place, the shape every provider's structured output accepts."""
+    schema = ModelAnswer.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+                merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+                return inline(merged)
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)  # type: ignore[no-any-return]
 
 
 class Evidence(BaseModel):

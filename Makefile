@@ -1,0 +1,34 @@
+# Every target sets up its own virtual environment from pyproject.toml.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_TEXT ?= 我在你们这儿办了十年的卡,今天柜员对我爱答不理,问三遍才回一句。退款的事拖了半个月也没人给个说法,再不处理我就去12315投诉!
+
+.PHONY: install demo test bench lint eval clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/complaint-motive analyze "$(DEMO_TEXT)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check plugin tests bench
+	$(VENV)/bin/mypy
+
+eval: $(STAMP)
+	$(VENV)/bin/complaint-motive eval corpus/eval/complaints.jsonl --backend offline --report reports/offline
+
+clean:
+	rm -rf $(VENV) dist build reports .pytest_cache

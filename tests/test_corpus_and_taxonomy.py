@@ -1,0 +1,105 @@
+"""The corpus is the seeds without web furniture; the taxonomy points into it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from complaint_motive.corpus import chunk_guidance, load_guidance
+from complaint_motive.exemplars import load_exemplars, read_labelled
+from complaint_motive.resources import corpus_dir
+from complaint_motive.taxonomy import MotiveId, PrimaryMotiveId, StageId, load_taxonomy
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+FURNITURE = ["免责声明", "添加企业微信", "上一篇", "下一篇", "填写信息", "我要反馈",
+             "www.xing528.com", "培训咨询", "1V1服务", "理财经理"]
+
+
+def test_every_taxonomy_reference_names_a_real_section() -> None:
+    sections = {s.ref for doc in load_guidance() for s in doc.sections}
+    refs = load_taxonomy().all_refs()
+    assert refs, "the taxonomy cites no guidance"
+    missing = sorted(set(refs) - sections)
+    assert not missing, f"taxonomy refs without a section: {missing}"
+
+
+def test_enums_come_from_the_taxonomy() -> None:
+    taxonomy = load_taxonomy()
+    assert [m.value for m in MotiveId] == [m.id for m in taxonomy.motives]
+    assert len(MotiveId) == 9
+    assert {"unknown", "not_a_complaint"} <= {m.value for m in PrimaryMotiveId}
+    assert [s.value for s in StageId] == ["latent_grievance", "voiced_grievance",
+                                          "latent_complaint", "complaint"]
+
+
+def test_every_motive_has_cues_guidance_replies_and_frameworks() -> None:
+    for motive in load_taxonomy().motives:
+        assert len(motive.cues) >= 10, motive.id
+        assert motive.handling and motive.avoid and motive.frameworks, motive.id
+        assert set(motive.reply) == {"zh", "en"}, motive.id
+
+
+def test_guidance_has_five_documents_with_front_matter() -> None:
+    documents = load_guidance()
+    assert [d.source_file[:3] for d in documents] == ["000", "001", "002", "003", "004"]
+    for doc in documents:
+        assert doc.title and doc.source_file.endswith(".txt") and doc.sections
+
+
+def test_furniture_is_gone() -> None:
+    text = "\n".join(p.read_text(encoding="utf-8")
+                     for p in (corpus_dir() / "guidance").glob("*.md"))
+    for phrase in FURNITURE:
+        assert phrase not in text, phrase
+
+
+def _fold(text: str) -> str:
+    text = re.sub(r"\{#[a-z0-9-]+\}|^#+|^\s*-\s|[•\s]", "", text, flags=re.M)
+    return text.replace("(www.xing528.com)", "")
+
+
+@pytest.mark.skipif(not SEEDS.exists(), reason="the seed documents live in ../shared/seeds")
+def test_every_sentence_of_guidance_in_the_seeds_is_kept() -> None:
+    corpus = "".join(_fold(p.read_text(encoding="utf-8"))
+                     for p in (corpus_dir() / "guidance").glob("*.md"))
+    lost = []
+    for seed in SEEDS.glob("*.txt"):
+        for line in seed.read_text(encoding="utf-8").split("免责声明")[0].splitlines():
+            if any(f in line for f in [*FURNITURE, "本课程", "【课程", "首页 理论教育", "时间:",
+                                       "【摘要】"]) or re.fullmatch(r"[\d\-: ]+", line.strip()):
+                continue  # ads, the course's sales blurb, breadcrumbs, page dates, the
+                # site's summary (its sentences repeat the body's)
+            for sentence in re.split(r"[。!?]", line):
+                sentence = _fold(sentence)
+                if len(sentence) >= 6 and sentence not in corpus:
+                    lost.append((seed.name, sentence[:40]))
+    assert not lost, lost[:5]
+
+
+def test_chunks_are_labelled_and_ids_are_unique() -> None:
+    chunks = chunk_guidance()
+    ids = [c.chunk_id for c in chunks]
+    assert len(ids) == len(set(ids))
+    assert max(len(c.text) for c in chunks) <= 500
+    for motive in load_taxonomy().motives:
+        assert any(motive.id in c.motives for c in chunks), motive.id
+    remedy = next(c for c in chunks if c.chunk_id == "motives-and-purposes#remedy")
+    assert remedy.motives == ("compensation",) and remedy.section == "3.补救的心理"
+
+
+def test_exemplars_cover_every_motive_and_the_eval_set_is_separate() -> None:
+    exemplars = load_exemplars()
+    for motive in MotiveId:
+        assert sum(e.motive == motive for e in exemplars) >= 20, motive
+    evaluation, problems = read_labelled(corpus_dir() / "eval" / "complaints.jsonl")
+    assert not problems and len(evaluation) >= 100
+
+    def grams(text: str) -> set[str]:
+        return {text[i:i + 3] for i in range(len(text) - 2)}
+
+    for item in evaluation:
+        nearest = max(len(grams(item.text) & grams(e.text)) / max(1, len(grams(item.text)))
+                      for e in exemplars)
+        assert nearest < 0.5, f"{item.id} is too close to an exemplar"

@@ -1,0 +1,135 @@
+"""The offline analyzer: the main job with no API key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from complaint_motive import InputError, MotiveAnalyzer
+from complaint_motive.cli import app
+from complaint_motive.settings import Settings
+
+
+def test_no_endpoint_means_offline(index_dir: Path) -> None:
+    analyzer = MotiveAnalyzer.from_settings(index_dir=index_dir)
+    assert analyzer.backend == "offline"
+
+
+def test_api_key_in_the_environment_selects_the_llm(index_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    assert MotiveAnalyzer.from_settings(index_dir=index_dir).backend == "llm"
+    monkeypatch.setenv("COMPLAINT_MOTIVE_BACKEND", "offline")
+    assert MotiveAnalyzer.from_settings(index_dir=index_dir).backend == "offline"
+
+
+@pytest.mark.parametrize(("text", "motive"), [
+    ("我要求退还多扣的手续费,钱必须退给我", "compensation"),
+    ("不给我全额退款我就发抖音曝光你们,我有十万粉丝", "leverage"),
+    ("建议你们以后在APP上加个进度查询,希望改进", "suggestion"),
+    ("Where is my parcel? Tracking hasn't updated in a week.", "information"),
+])
+def test_clear_complaints_get_their_motive(offline: MotiveAnalyzer, text: str,
+                                           motive: str) -> None:
+    result = offline.analyze(text)
+    assert result.primary_motive.id == motive
+    assert result.meta.backend == "offline" and not result.meta.degraded
+
+
+def test_result_is_grounded_and_traceable(offline: MotiveAnalyzer) -> None:
+    text = "快递丢件了,里面是三百多块的东西,你们说怎么赔吧,再不处理我就去投诉"
+    result = offline.analyze(text)
+
+    assert result.citations, "every result cites guidance"
+    assert all(e.quote in text for e in result.primary_motive.evidence)
+    assert all(e.quote in text for e in result.stage.evidence)
+    assert result.stage.id == "latent_complaint"  # "再不处理" is an explicit marker
+    assert result.primary_motive.frameworks and result.handling.steps
+    assert any("承诺" in rule for rule in result.handling.avoid)
+    assert result.reply.language == "zh" and result.reply.draft is True
+    assert 0 <= result.primary_motive.confidence <= 1
+    assert result.primary_motive.level in ("high", "medium", "low")
+    assert len(result.primary_motive.alternatives) == 3
+
+
+def test_english_complaint_gets_an_english_reply(offline: MotiveAnalyzer) -> None:
+    result = offline.analyze("I was charged twice for one order. Refund the duplicate now.")
+    assert result.reply.language == "en"
+    assert result.reply.text.startswith("Hello,")
+
+
+def test_risk_flags_come_from_explicit_signals(offline: MotiveAnalyzer) -> None:
+    result = offline.analyze("叫你们经理出来!不解决我就打12315,再发微博曝光你们")
+    assert {"manager_demand", "regulator_threat", "exposure_threat"} <= set(result.risk.flags)
+    assert result.risk.level == "high"
+    assert result.risk.evidence["regulator_threat"] == ["12315"]
+
+
+def test_praise_is_not_forced_into_a_motive(offline: MotiveAnalyzer) -> None:
+    result = offline.analyze("谢谢你们的客服,服务很好,给你们点赞!")
+    assert result.primary_motive.id == "not_a_complaint"
+    assert result.secondary_motives == []
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t", None, 42, b"bytes", {"no": "text"}])
+def test_bad_input_is_a_typed_error(offline: MotiveAnalyzer, bad: object) -> None:
+    with pytest.raises(InputError):
+        offline.analyze(bad)
+
+
+def test_over_long_text_is_refused_or_truncated(settings: Settings) -> None:
+    text = "退款怎么还没到账" * 2000
+    with pytest.raises(InputError, match="over the limit"):
+        MotiveAnalyzer(settings).analyze(text)
+    truncated = MotiveAnalyzer(settings.model_copy(update={"truncate": True})).analyze(text)
+    assert any("truncated" in w for w in truncated.meta.warnings)
+
+
+def test_batch_keeps_every_input_in_order(offline: MotiveAnalyzer) -> None:
+    items = [{"id": "a", "text": "快递三天没动了,到底在哪"}, {"id": "b", "text": ""},
+             {"id": "c", "text": "你们的客服态度太差了"}, 17]
+    outcomes = offline.analyze_many(items, concurrency=3)
+    assert [o.id for o in outcomes] == ["a", "b", "c", None]
+    assert [o.ok for o in outcomes] == [True, False, True, False]
+    assert outcomes[1].error["kind"] == "input"
+
+
+def test_cli_analyze_text_and_json(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(settings.index_dir))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["analyze", "外卖少送了一份,要么补送要么退钱"])
+    assert shown.exit_code == 0, shown.output
+    assert "compensation" in shown.stdout and "offline" in shown.stdout
+    data = json.loads(runner.invoke(app, ["analyze", "外卖少送了一份,要么补送要么退钱",
+                                          "--format", "json"]).stdout)
+    for key in ("primary_motive", "secondary_motives", "stage", "risk", "reply",
+                "citations", "meta"):
+        assert key in data
+    assert data["meta"]["backend"] == "offline" and data["meta"]["degraded"] is False
+
+
+def test_cli_batch_writes_one_line_per_input_in_order(settings: Settings, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(settings.index_dir))
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([
+        json.dumps({"id": "1", "text": "物流信息三天没动了"}, ensure_ascii=False),
+        "{not json",
+        json.dumps({"id": "3", "text": "  "}),
+        json.dumps({"id": "4", "turns": [{"role": "customer", "text": "我要投诉你们的骑手"}]},
+                   ensure_ascii=False),
+        json.dumps({"id": "5"}),
+    ]) + "\n", encoding="utf-8")
+    target = tmp_path / "out.jsonl"
+
+    out = CliRunner().invoke(app, ["analyze", "--input", str(source), "--output",
+                                   str(target), "--concurrency", "2", "--quiet"])
+
+    lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [line["id"] for line in lines] == ["1", "line-2", "3", "4", "5"]
+    assert ["result" in line for line in lines] == [True, False, False, True, False]
+    assert out.exit_code == 1  # some inputs ended in errors
+    assert "line 2" in lines[1]["error"]["message"]
