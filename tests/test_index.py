@@ -69,9 +69,13 @@ def test_retriever_is_a_langchain_retriever(settings: Settings) -> None:
 
 
 def test_steered_retrieval_favours_the_given_motive(settings: Settings) -> None:
-    chunks = retrieve_guidance(KnowledgeIndex.from_settings(settings), "我要一个说法",
-                               4, motives=["recognition"])
-    assert "recognition" in chunks[0].motives and len(chunks) == 4
+    index = KnowledgeIndex.from_settings(settings)
+    text = "我有截图为证,明明是你们的错"
+    plain = index.search(text, 2)
+    steered = retrieve_guidance(index, text, 2, motives=["revenge"])
+    assert not any("revenge" in c.motives for c in plain)
+    assert any("revenge" in c.motives for c in steered) and len(steered) == 2
+    assert steered == sorted(steered, key=lambda c: -c.score)
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Fallback = Literal["none", "offline"]
+#: Inputs prepared together by the offline batch path (the LLM path uses its concurrency).
+_BLOCK = 64
 
 
 class Outcome(BaseModel):
@@ -120,34 +122,71 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         self.index.ensure()
         _ = self.model
 
-    def _prepare(self, raw: Any, *, with_messages: bool) -> _Prepared:
-        from .offline import collect_signals
-        from .prompts import build_messages
-        from .retrieval import retrieve_guidance
+    def _guard(self, raw: Any) -> tuple[ComplaintInput, int]:
+        """Validate the input and mask personal data (before anything leaves the process).
 
-        started = time.perf_counter()
+        A batch reader may pass an ``InputError`` in an input's place to keep a line it
+        could not read; it becomes that input's outcome."""
+        if isinstance(raw, InputError):
+            raise raw
         complaint = to_input(raw, max_chars=self.settings.max_chars,
                              truncate=self.settings.truncate)
-        redactions = 0
-        if self.settings.redact_pii:
-            masked = redact(complaint.text)
-            redactions = masked.count
-            if masked.count:
-                complaint = complaint.model_copy(update={
-                    "text": masked.text,
-                    "turns": [t.model_copy(update={"text": redact(t.text).text})
-                              for t in complaint.turns]})
-        injection = injection_phrases(complaint.text)
-        neighbours = self.index.similar_exemplars(complaint.text, 8)
-        signals = collect_signals(self.model, complaint.text, neighbours)
-        chunks = retrieve_guidance(self.index, complaint.text, self.settings.top_k,
-                                   motives=signals.hint_motives())
-        messages = None
-        if with_messages and self.llm is not None:
-            examples = neighbours[:self.settings.exemplars_k]
-            messages = build_messages(complaint, chunks, examples,
-                                      schema_in_prompt=self.llm.schema_in_prompt)
-        return _Prepared(complaint, signals, chunks, messages, injection, redactions, started)
+        if not self.settings.redact_pii:
+            return complaint, 0
+        masked = redact(complaint.text)
+        if masked.count:
+            complaint = complaint.model_copy(update={
+                "text": masked.text,
+                "turns": [t.model_copy(update={"text": redact(t.text).text})
+                          for t in complaint.turns]})
+        return complaint, masked.count
+
+    def _prepare_many(self, raws: Sequence[Any], *,
+                      with_messages: bool) -> list[_Prepared | ComplaintMotiveError]:
+        """Everything before the backend, for a batch at once: one embedding call, one
+        Chroma query per collection and one classifier pass serve every input. An input
+        that fails its guards comes back as its error, in its place."""
+        from .offline import collect_signals
+        from .prompts import build_messages
+        from .retrieval import candidate_pool, steer
+
+        started = time.perf_counter()
+        guarded: list[tuple[ComplaintInput, int] | ComplaintMotiveError] = []
+        for raw in raws:
+            try:
+                guarded.append(self._guard(raw))
+            except ComplaintMotiveError as error:
+                guarded.append(error)
+        valid = [g for g in guarded if not isinstance(g, ComplaintMotiveError)]
+        texts = [complaint.text for complaint, _ in valid]
+        vectors = self.index.embed(texts)
+        neighbours = self.index.similar_exemplars_many(vectors, 8)
+        pools = self.index.search_many(vectors, candidate_pool(self.index, self.settings.top_k))
+        scores = self.model.scores_many(texts)
+        prepared: list[_Prepared | ComplaintMotiveError] = []
+        position = 0
+        for item in guarded:
+            if isinstance(item, ComplaintMotiveError):
+                prepared.append(item)
+                continue
+            complaint, redactions = item
+            signals = collect_signals(complaint.text, scores[position], neighbours[position])
+            chunks = steer(pools[position], self.settings.top_k, signals.hint_motives())
+            messages = None
+            if with_messages and self.llm is not None:
+                messages = build_messages(complaint, chunks,
+                                          neighbours[position][:self.settings.exemplars_k],
+                                          schema_in_prompt=self.llm.schema_in_prompt)
+            prepared.append(_Prepared(complaint, signals, chunks, messages,
+                                      injection_phrases(complaint.text), redactions, started))
+            position += 1
+        return prepared
+
+    def _prepare(self, raw: Any, *, with_messages: bool) -> _Prepared:
+        prepared = self._prepare_many([raw], with_messages=with_messages)[0]
+        if isinstance(prepared, ComplaintMotiveError):
+            raise prepared
+        return prepared
 
     def _validator(self, prepared: _Prepared) -> Any:
         from .validation import answer_problems
@@ -241,6 +280,11 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         prepared = await asyncio.to_thread(self._prepare, complaint, with_messages=True)
         if self.llm is None or prepared.messages is None:
             return await asyncio.to_thread(self._offline, prepared)
+        return await self._aanswer(prepared, fallback, config)
+
+    async def _aanswer(self, prepared: _Prepared, fallback: Fallback | None,
+                       config: RunnableConfig | None = None) -> MotiveAnalysis:
+        assert self.llm is not None and prepared.messages is not None
         try:
             reply = await self.llm.aanswer(prepared.messages, self._validator(prepared),
                                            config)
@@ -249,38 +293,81 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         return self._finish(prepared, reply.answer, backend="llm", usage=reply.usage,
                             attempts=reply.attempts)
 
-    async def aoutcome(self, item: Any, *, index: int = 0,
-                       fallback: Fallback | None = None) -> Outcome:
-        """Analyse one input of a batch: a complaint or an ``{"id": …, "text": …}`` record.
-        Never raises for a bad input or a failed call; the error is the outcome."""
-        item_id, payload = _unpack(item)
+    async def aiter_outcomes(self, items: Iterable[Any], *, concurrency: int = 8,
+                             fallback: Fallback | None = None) -> AsyncIterator[Outcome]:
+        """Yield one ``Outcome`` per input, in input order, each as soon as it and every
+        input before it are done (so a caller can write results as they come).
+
+        Items may be complaints or ``{"id": …, "text": …}`` records; a failure is that
+        input's error value, never an exception that loses the others. Inputs are prepared
+        in blocks (see ``_prepare_many``), one block at a time, while earlier blocks wait
+        on the model; ``concurrency`` bounds the LLM calls in flight.
+        """
+        if isinstance(items, str | bytes):
+            raise InputError("a batch is a list of complaints, not one string")
+        unpacked = [_unpack(item) for item in items]
+        await asyncio.to_thread(self.warm_up)
+        gate = asyncio.Semaphore(max(1, concurrency))
+        size = _BLOCK if self.llm is None else max(1, concurrency)
+        previous: asyncio.Future[list[Any]] | None = None
+        tasks: list[asyncio.Future[Outcome]] = []
+        for start in range(0, len(unpacked), size):
+            block = unpacked[start:start + size]
+            previous = asyncio.ensure_future(self._ablock(block, previous))
+            for offset, (item_id, _) in enumerate(block):
+                tasks.append(asyncio.ensure_future(self._acomplete(
+                    previous, offset, start + offset, item_id, gate, fallback)))
         try:
-            result = await self.aanalyze(payload, fallback=fallback)
-        except ComplaintMotiveError as error:
-            return Outcome(index=index, id=item_id, error=error.to_dict())
-        except Exception as error:  # a bug must not lose the other inputs
-            log.exception("unexpected failure on input %d", index)
-            return Outcome(index=index, id=item_id, error={
-                "kind": "internal", "type": type(error).__name__,
-                "message": "unexpected internal error; see the log"})
+            for task in tasks:
+                yield await task
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _ablock(self, block: list[tuple[str | None, Any]],
+                      previous: asyncio.Future[list[Any]] | None) -> list[Any]:
+        """Prepare a block (offline: analyse it) in a thread, after the block before it."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        payloads = [payload for _, payload in block]
+        try:
+            if self.llm is None:
+                return await asyncio.to_thread(self._offline_block, payloads)
+            return await asyncio.to_thread(self._prepare_many, payloads, with_messages=True)
+        except Exception as error:  # the whole block failed (e.g. the index is unreadable)
+            return [error] * len(block)
+
+    def _offline_block(self, payloads: list[Any]) -> list[MotiveAnalysis | Exception]:
+        done: list[MotiveAnalysis | Exception] = []
+        for ready in self._prepare_many(payloads, with_messages=False):
+            try:
+                if isinstance(ready, Exception):
+                    raise ready
+                done.append(self._offline(ready))
+            except Exception as error:
+                done.append(error)
+        return done
+
+    async def _acomplete(self, block: asyncio.Future[list[Any]], offset: int, index: int,
+                         item_id: str | None, gate: asyncio.Semaphore,
+                         fallback: Fallback | None) -> Outcome:
+        ready = (await block)[offset]
+        try:
+            if isinstance(ready, Exception):
+                raise ready
+            if isinstance(ready, MotiveAnalysis):
+                return Outcome(index=index, id=item_id, result=ready)
+            async with gate:
+                result = await self._aanswer(ready, fallback)
+        except Exception as error:
+            return _failed(index, item_id, error)
         return Outcome(index=index, id=item_id, result=result)
 
     async def aanalyze_many(self, items: Iterable[Any], *, concurrency: int = 8,
                             fallback: Fallback | None = None) -> list[Outcome]:
-        """One ``Outcome`` per input, in input order; a failure is that input's error value.
-
-        Items may be complaints or ``{"id": …, "text": …}`` records.
-        """
-        if isinstance(items, str | bytes):
-            raise InputError("analyze_many takes a list of complaints, not one string")
-        gate = asyncio.Semaphore(max(1, concurrency))
-
-        async def gated(position: int, item: Any) -> Outcome:
-            async with gate:
-                return await self.aoutcome(item, index=position, fallback=fallback)
-
-        await asyncio.to_thread(self.warm_up)
-        return list(await asyncio.gather(*(gated(i, x) for i, x in enumerate(items))))
+        """One ``Outcome`` per input, in input order; a failure is that input's error value."""
+        return [outcome async for outcome in self.aiter_outcomes(
+            items, concurrency=concurrency, fallback=fallback)]
 
     def analyze_many(self, items: Iterable[Any], *, concurrency: int = 8,
                      fallback: Fallback | None = None) -> list[Outcome]:
@@ -313,3 +400,14 @@ def _unpack(item: Any) -> tuple[str | None, Any]:
         raw_id = item.get("id")
         return (None if raw_id is None else str(raw_id)), item.get("text", item.get("turns"))
     return None, item
+
+
+def _failed(index: int, item_id: str | None, error: Exception) -> Outcome:
+    """The outcome of an input that failed: typed errors as they are; anything else (a bug)
+    logged, and reported without its message, which could quote the complaint."""
+    if isinstance(error, ComplaintMotiveError):
+        return Outcome(index=index, id=item_id, error=error.to_dict())
+    log.error("unexpected %s on input %d", type(error).__name__, index, exc_info=error)
+    return Outcome(index=index, id=item_id, error={
+        "kind": "internal", "type": type(error).__name__,
+        "message": "unexpected internal error; see the log"})

@@ -155,8 +155,10 @@ def _analyzer(**overrides: Any) -> MotiveAnalyzer:
 
 
 def _read_batch(path: Path) -> list[tuple[str, Any]]:
-    """Every line of the file becomes one input; an unreadable line becomes an error later
-    rather than disappearing."""
+    """Every line of the file becomes one input; an unreadable line becomes that input's
+    error rather than disappearing."""
+    from .errors import InputError
+
     items: list[tuple[str, Any]] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -165,47 +167,35 @@ def _read_batch(path: Path) -> list[tuple[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                items.append((f"line-{number}", ValueError(f"line {number}: not JSON "
+                items.append((f"line-{number}", InputError(f"line {number}: not JSON "
                                                            f"({error.msg})")))
                 continue
             if not isinstance(record, dict):
-                items.append((f"line-{number}", ValueError(f"line {number}: not an object")))
+                items.append((f"line-{number}", InputError(f"line {number}: not an object")))
                 continue
             item_id = str(record.get("id", f"line-{number}"))
             payload = record.get("text", record.get("turns"))
-            items.append((item_id, payload if payload is not None else ValueError(
+            items.append((item_id, payload if payload is not None else InputError(
                 f"line {number}: no 'text' or 'turns'")))
     return items
 
 
 async def _analyze_file(analyzer: MotiveAnalyzer, source: Path, target: Path | None,
                         concurrency: int, quiet: bool) -> int:
-    from .errors import InputError
     from .render import progress
 
     items = _read_batch(source)
-    gate = asyncio.Semaphore(concurrency)
-    await asyncio.to_thread(analyzer.warm_up)
-
-    async def one(position: int, item_id: str, payload: Any) -> Outcome:
-        from .analyzer import Outcome
-
-        if isinstance(payload, ValueError):
-            return Outcome(index=position, id=item_id, error=InputError(str(payload)).to_dict())
-        async with gate:
-            return await analyzer.aoutcome({"id": item_id, "text": payload}, index=position)
-
-    tasks = [asyncio.ensure_future(one(n, i, p)) for n, (i, p) in enumerate(items)]
     out = target.open("w", encoding="utf-8") if target else sys.stdout
     failed = 0
     try:
-        with progress(len(tasks), "analysing", disable=quiet or target is None) as advance:
-            # Awaiting in input order writes in input order, each line as soon as it and
-            # everything before it is done, so an interrupted run keeps its work.
-            for (item_id, _), task in zip(items, tasks, strict=True):
-                outcome = await task
-                line = ({"id": item_id, "result": outcome.result.model_dump(mode="json")}
-                        if outcome.result else {"id": item_id, "error": outcome.error})
+        with progress(len(items), "analysing", disable=quiet or target is None) as advance:
+            outcomes = analyzer.aiter_outcomes([{"id": i, "text": p} for i, p in items],
+                                               concurrency=concurrency)
+            # Outcomes come in input order, each as soon as it and everything before it is
+            # done: every line is written at once, so an interrupted run keeps its work.
+            async for outcome in outcomes:
+                line = ({"id": outcome.id, "result": outcome.result.model_dump(mode="json")}
+                        if outcome.result else {"id": outcome.id, "error": outcome.error})
                 failed += outcome.result is None
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 out.flush()

@@ -116,6 +116,7 @@ class KnowledgeIndex:
         self._exemplars = list(exemplars) if exemplars is not None else None
         self._local_exemplars = local_exemplars
         self._collections: dict[str, Collection] = {}
+        self._versions: dict[str, str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *,
@@ -142,6 +143,11 @@ class KnowledgeIndex:
 
     def versions(self) -> dict[str, str]:
         """The content version each collection must have."""
+        if self._versions is None:
+            self._versions = self._compute_versions()
+        return self._versions
+
+    def _compute_versions(self) -> dict[str, str]:
         exemplar_digest = hashlib.sha256(
             "\n".join(e.model_dump_json() for e in self.exemplars).encode()).hexdigest()[:16]
         guidance = hashlib.sha256(f"{corpus_version()}/{GUIDANCE_RECIPE}".encode()).hexdigest()
@@ -239,37 +245,54 @@ class KnowledgeIndex:
         return self._collections[kind]
 
     # -- querying ------------------------------------------------------------------------
+    # Batch-first: one embedding call and one Chroma query serve a whole batch of texts;
+    # the single-text methods are the batch of one.
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.embeddings.embed_documents(list(texts))
 
     def search(self, text: str, k: int = 4, *, motives: Sequence[str] = (),
                stages: Sequence[str] = ()) -> list[RetrievedChunk]:
         """The ``k`` guidance chunks nearest to ``text``, best first, optionally only those
         about any of ``motives`` / ``stages``."""
+        return self.search_many(self.embed([text]), k, motives=motives, stages=stages)[0]
+
+    def search_many(self, vectors: list[list[float]], k: int, *, motives: Sequence[str] = (),
+                    stages: Sequence[str] = ()) -> list[list[RetrievedChunk]]:
         where = _any_of({"motives": motives, "stages": stages})
-        result = self._query("guidance", text, k, where)
-        return [RetrievedChunk(
+        return [[RetrievedChunk(
             chunk_id=i, score=s, text=d, source=m["source_file"], title=m["title"],
             section=m["section"], ref=m["ref"], motives=tuple(m.get("motives", ())),
-            stages=tuple(m.get("stages", ()))) for i, s, d, m in result]
+            stages=tuple(m.get("stages", ()))) for i, s, d, m in rows]
+            for rows in self._query("guidance", vectors, k, where)]
 
     def similar_exemplars(self, text: str, k: int = 8) -> list[RetrievedExemplar]:
-        return [RetrievedExemplar(id=i, score=s, text=d, motive=m["motive"],
-                                  stage=m.get("stage")) for i, s, d, m in
-                self._query("exemplars", text, k, None)]
+        return self.similar_exemplars_many(self.embed([text]), k)[0]
 
-    def embed_query(self, text: str) -> list[float]:
-        return self.embeddings.embed_query(text)
+    def similar_exemplars_many(self, vectors: list[list[float]],
+                               k: int = 8) -> list[list[RetrievedExemplar]]:
+        return [[RetrievedExemplar(id=i, score=s, text=d, motive=m["motive"],
+                                   stage=m.get("stage")) for i, s, d, m in rows]
+                for rows in self._query("exemplars", vectors, k, None)]
 
-    def _query(self, kind: str, text: str, k: int,
-               where: dict[str, Any] | None) -> list[tuple[str, float, str, dict[str, Any]]]:
+    def guidance_count(self) -> int:
+        return self._collection("guidance").count()
+
+    def _query(self, kind: str, vectors: list[list[float]], k: int,
+               where: dict[str, Any] | None,
+               ) -> list[list[tuple[str, float, str, dict[str, Any]]]]:
+        if not vectors:
+            return []
         collection = self._collection(kind)
         with _store_errors("query the index"):
-            found = collection.query(query_embeddings=[self.embed_query(text)], n_results=k,
+            found = collection.query(query_embeddings=vectors, n_results=k,  # type: ignore[arg-type]
                                      where=where, include=["documents", "metadatas",
                                                            "distances"])
-        ids, docs = found["ids"][0], (found["documents"] or [[]])[0]
-        metas, dists = (found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0]
-        return [(i, round(1.0 - float(dist), 4), doc, dict(meta or {}))
-                for i, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)]
+        return [[(i, round(1.0 - float(dist), 4), doc, dict(meta or {}))
+                 for i, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)]
+                for ids, docs, metas, dists in zip(
+                    found["ids"], found["documents"] or [], found["metadatas"] or [],
+                    found["distances"] or [], strict=True)]
 
 
 def open_client(settings: Settings) -> ClientAPI:

@@ -34,21 +34,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when the features or the model change, so stale trained models are not reused.
-MODEL_RECIPE = "tfidf-char13-logreg-c10/1"
+MODEL_RECIPE = "tfidf-char13-shared-logreg-c10/2"
 _ABSTAIN_BELOW = 0.2
 _CLAUSE = re.compile(r"[^,。!?;,.!?;\n…~]+")
 
 
-def _pipeline(balanced: bool) -> Any:
+def _vectorizer() -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
 
-    return make_pipeline(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), preprocessor=normalize,
-                        sublinear_tf=True),
-        LogisticRegression(C=10, max_iter=3000,
-                           class_weight="balanced" if balanced else None))
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), preprocessor=normalize,
+                           sublinear_tf=True)
+
+
+def _classifier(balanced: bool) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=10, max_iter=3000,
+                              class_weight="balanced" if balanced else None)
 
 
 def cue_documents(taxonomy: Taxonomy) -> tuple[list[str], list[str]]:
@@ -63,8 +65,10 @@ def cue_documents(taxonomy: Taxonomy) -> tuple[list[str], list[str]]:
 
 @dataclass
 class MotiveModel:
-    """The trained classifiers; ``train`` fits them, ``load_or_train`` caches them on disk."""
+    """The trained classifiers over one shared vectorizer (a text is vectorised once);
+    ``train`` fits them, ``load_or_train`` caches them on disk."""
 
+    vectorizer: Any
     motive: Any
     stage: Any
     version: str
@@ -74,13 +78,16 @@ class MotiveModel:
               ) -> MotiveModel:
         taxonomy = taxonomy or load_taxonomy()
         cue_texts, cue_labels = cue_documents(taxonomy)
-        motive = _pipeline(balanced=False).fit(
-            [e.text for e in exemplars] + cue_texts,
+        texts = [e.text for e in exemplars]
+        vectorizer = _vectorizer().fit(texts + cue_texts)
+        motive = _classifier(balanced=False).fit(
+            vectorizer.transform(texts + cue_texts),
             [e.motive.value for e in exemplars] + cue_labels)
         staged = [e for e in exemplars if e.stage is not None]
-        stage = _pipeline(balanced=True).fit([e.text for e in staged],
-                                             [e.stage.value for e in staged])  # type: ignore[union-attr]
-        return cls(motive, stage, model_version(exemplars, taxonomy))
+        stage = _classifier(balanced=True).fit(
+            vectorizer.transform([e.text for e in staged]),
+            [e.stage.value for e in staged])  # type: ignore[union-attr]
+        return cls(vectorizer, motive, stage, model_version(exemplars, taxonomy))
 
     @classmethod
     def load_or_train(cls, folder: Path, exemplars: list[LabelledComplaint]) -> MotiveModel:
@@ -108,11 +115,24 @@ class MotiveModel:
                     old.unlink(missing_ok=True)
         return model
 
-    def motive_scores(self, text: str) -> list[Alternative]:
-        return _ranked(self.motive, text)
+    def scores_many(self, texts: list[str]) -> list[tuple[list[Alternative], list[Alternative]]]:
+        """For each text, the motives and the stages ranked by probability."""
+        if not texts:
+            return []
+        features = self.vectorizer.transform(texts)
+        motives = _ranked(self.motive, features)
+        stages = _ranked(self.stage, features)
+        return list(zip(motives, stages, strict=True))
 
-    def stage_scores(self, text: str) -> list[Alternative]:
-        return _ranked(self.stage, text)
+    def best_clause(self, text: str, label: str, *, stage: bool = False) -> list[str]:
+        """The clause of the text the classifier finds most typical of ``label``."""
+        classifier = self.stage if stage else self.motive
+        clauses = [c.strip() for c in _CLAUSE.findall(text) if len(c.strip()) >= 2]
+        if not clauses or label not in classifier.classes_:
+            return [text[:40]] if text.strip() else []
+        column = list(classifier.classes_).index(label)
+        probabilities = classifier.predict_proba(self.vectorizer.transform(clauses))[:, column]
+        return [clauses[int(probabilities.argmax())]]
 
 
 def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy) -> str:
@@ -123,10 +143,12 @@ def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy) -> str
     return digest.hexdigest()[:16]
 
 
-def _ranked(pipeline: Any, text: str) -> list[Alternative]:
-    probabilities = pipeline.predict_proba([text])[0]
-    pairs = sorted(zip(pipeline.classes_, probabilities, strict=True), key=lambda p: -p[1])
-    return [Alternative(id=str(label), score=round(float(p), 4)) for label, p in pairs]
+def _ranked(classifier: Any, features: Any) -> list[list[Alternative]]:
+    rows = []
+    for probabilities in classifier.predict_proba(features):
+        pairs = sorted(zip(classifier.classes_, probabilities, strict=True), key=lambda p: -p[1])
+        rows.append([Alternative(id=str(label), score=round(float(p), 4)) for label, p in pairs])
+    return rows
 
 
 def find_cues(text: str, labels: tuple[Label, ...]) -> dict[str, list[str]]:
@@ -179,11 +201,11 @@ class Signals:
         return [a.id for a in self.motives if a.id not in ("unknown", "not_a_complaint")][:count]
 
 
-def collect_signals(model: MotiveModel, text: str,
+def collect_signals(text: str, scores: tuple[list[Alternative], list[Alternative]],
                     neighbours: list[RetrievedExemplar]) -> Signals:
     taxonomy = load_taxonomy()
     return Signals(
-        motives=model.motive_scores(text), stages=model.stage_scores(text),
+        motives=scores[0], stages=scores[1],
         motive_cues=find_cues(text, taxonomy.motives),
         stage_cues=find_cues(text, taxonomy.stages),
         risk_cues=find_cues(text, taxonomy.risk_signals),
@@ -197,10 +219,9 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveMod
     motive, stage = signals.motive, signals.stage
     real_motive = motive.id not in ("unknown", "not_a_complaint")
     text = complaint.text
-    motive_evidence = signals.motive_cues.get(motive.id) or _best_clauses(model.motive, text,
-                                                                          motive.id)
+    motive_evidence = signals.motive_cues.get(motive.id) or model.best_clause(text, motive.id)
     stage_evidence = (signals.stage_cues.get(stage.id)
-                      or _best_clauses(model.stage, text, stage.id))
+                      or model.best_clause(text, stage.id, stage=True))
     secondary = [a.id for a in signals.motives[1:3]
                  if a.id != motive.id and a.score >= 0.15 and a.id in _motive_ids(taxonomy)]
     motive_label = taxonomy.motive(motive.id) if real_motive else None
@@ -237,16 +258,6 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveMod
 
 def _motive_ids(taxonomy: Taxonomy) -> set[str]:
     return {m.id for m in taxonomy.motives}
-
-
-def _best_clauses(pipeline: Any, text: str, label: str) -> list[str]:
-    """The clause of the text the classifier finds most typical of ``label``."""
-    clauses = [c.strip() for c in _CLAUSE.findall(text) if len(c.strip()) >= 2]
-    if not clauses or label not in pipeline.classes_:
-        return [text[:40]] if text.strip() else []
-    column = list(pipeline.classes_).index(label)
-    probabilities = pipeline.predict_proba(clauses)[:, column]
-    return [clauses[int(probabilities.argmax())]]
 
 
 def _explain(motive: Any, evidence: list[str], language: str) -> str:

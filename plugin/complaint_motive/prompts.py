@@ -47,7 +47,10 @@ def _label_tables() -> dict[str, str]:
         return ", ".join(label.id for label in labels)  # type: ignore[attr-defined]
 
     return {
-        "motive_table": "\n".join(f"- {m.id} ({m.zh}): {m.definition}" for m in taxonomy.motives),
+        # The definition's first clause is enough to tell motives apart and keeps the prompt
+        # short (the budget is measured in bench/).
+        "motive_table": "\n".join(f"- {m.id} ({m.zh}): {m.definition.split(';')[0]}"
+                                  for m in taxonomy.motives),
         "stage_table": "\n".join(f"- {s.id} ({s.zh}): {s.definition}" for s in taxonomy.stages),
         "need_ids": ids(taxonomy.needs), "legitimacy_ids": ids(taxonomy.legitimacy),
         "source_ids": ids(taxonomy.sources), "risk_ids": ids(taxonomy.risk_signals),
@@ -72,7 +75,7 @@ def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
     cannot take a schema (the schema is then described in the prompt)."""
     from .schema import model_facing_schema
 
-    guidance = "\n".join(f"[{c.chunk_id}] ({c.section}) {c.text}" for c in chunks)
+    guidance = "\n".join(f"[{c.chunk_id}] {c.text}" for c in chunks)
     examples_block = ""
     if examples:
         rows = "\n".join(f"- {json.dumps(e.text, ensure_ascii=False)} → primary_motive="

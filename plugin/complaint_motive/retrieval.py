@@ -30,6 +30,29 @@ def motive_votes(neighbours: Sequence[RetrievedExemplar]) -> list[tuple[str, flo
     return [(motive, weight / total) for motive, weight in votes.most_common()]
 
 
+def steer(candidates: Sequence[RetrievedChunk], k: int, motives: Sequence[str],
+          ) -> list[RetrievedChunk]:
+    """Pick ``k`` chunks from ``candidates`` (best first): half the slots for chunks about
+    ``motives`` (split between them, in order), the rest for the best of the others."""
+    favoured_slots = max(1, k // 2) if motives else 0
+    chosen: dict[str, RetrievedChunk] = {}
+    for rank, motive in enumerate(motives):
+        quota = (favoured_slots - len(chosen) if rank == len(motives) - 1
+                 else max(1, favoured_slots // len(motives)))
+        for chunk in [c for c in candidates if motive in c.motives][:quota]:
+            chosen.setdefault(chunk.chunk_id, chunk)
+    for chunk in candidates:
+        if len(chosen) >= k:
+            break
+        chosen.setdefault(chunk.chunk_id, chunk)
+    return sorted(chosen.values(), key=lambda c: -c.score)[:k]
+
+
+def candidate_pool(index: KnowledgeIndex, k: int) -> int:
+    """How many nearest chunks to fetch so steering can find chunks about any motive."""
+    return min(index.guidance_count(), max(8 * k, 24))
+
+
 def retrieve_guidance(index: KnowledgeIndex, text: str, k: int = 4, *,
                       neighbours: Sequence[RetrievedExemplar] | None = None,
                       motives: Sequence[str] = (), hint_motives: int = 2,
@@ -40,24 +63,14 @@ def retrieve_guidance(index: KnowledgeIndex, text: str, k: int = 4, *,
     leading motives among the nearest exemplars (``neighbours``, looked up when not given)
     are used. Half the slots go to favoured motives, the rest to the best plain matches.
     """
+    vector = index.embed([text])
     if not motives:
-        neighbours = index.similar_exemplars(text, 8) if neighbours is None else neighbours
+        if neighbours is None:
+            neighbours = index.similar_exemplars_many(vector, 8)[0]
         motives = [m for m, _ in motive_votes(neighbours)
                    if m not in ("unknown", "not_a_complaint")][:hint_motives]
-    chosen: dict[str, RetrievedChunk] = {}
-    favoured_slots = max(1, k // 2) if motives else 0
-    for rank, motive in enumerate(motives):
-        share = favoured_slots - len(chosen) if rank == len(motives) - 1 else max(
-            1, favoured_slots // len(motives))
-        for chunk in index.search(text, k=share + len(chosen), motives=[motive]):
-            if len(chosen) >= favoured_slots:
-                break
-            chosen.setdefault(chunk.chunk_id, chunk)
-    for chunk in index.search(text, k=k + len(chosen)):
-        if len(chosen) >= k:
-            break
-        chosen.setdefault(chunk.chunk_id, chunk)
-    return list(chosen.values())
+    candidates = index.search_many(vector, candidate_pool(index, k))[0]
+    return steer(candidates, k, motives)
 
 
 class GuidanceRetriever(BaseRetriever):

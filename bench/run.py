@@ -1,0 +1,167 @@
+"""All benchmarks: `make bench`. Each figure is printed on its own line, `name: value unit`.
+
+Timings are medians of repeated runs, with the baseline they are compared to measured in the
+same run; these machines are noisy, so read ratios rather than absolute numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the scripted OpenAI-compatible endpoint
+
+from complaint_motive import MotiveAnalyzer  # noqa: E402
+from complaint_motive.evaluation import aevaluate  # noqa: E402
+from complaint_motive.exemplars import read_labelled  # noqa: E402
+from complaint_motive.index import KnowledgeIndex  # noqa: E402
+from complaint_motive.retrieval import retrieve_guidance  # noqa: E402
+from complaint_motive.settings import Settings  # noqa: E402
+from scripted_llm import ScriptedEndpoint  # noqa: E402
+
+EVAL = REPO / "corpus" / "eval" / "complaints.jsonl"
+
+
+def emit(name: str, value: float, unit: str) -> None:
+    print(f"{name}: {value:.4g} {unit}", flush=True)
+
+
+def median_of(runs: int, action: Callable[[], object]) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_index(work: Path) -> Path:
+    def fresh_build() -> None:
+        folder = Path(tempfile.mkdtemp(dir=work))
+        KnowledgeIndex.from_settings(Settings(index_dir=folder)).ensure()
+
+    emit("index.build_full", median_of(3, fresh_build), "s")
+    folder = work / "index"
+    MotiveAnalyzer(Settings(index_dir=folder, backend="offline")).warm_up()
+    emit("index.reindex_unchanged", median_of(
+        5, lambda: KnowledgeIndex.from_settings(Settings(index_dir=folder)).ensure()), "s")
+    index = KnowledgeIndex.from_settings(Settings(index_dir=folder))
+    index.ensure()
+    items, _ = read_labelled(EVAL)
+    timings = []
+    for item in items * 2:
+        started = time.perf_counter()
+        index.search(item.text, 4)
+        timings.append(time.perf_counter() - started)
+    emit("index.warm_query_p50", statistics.median(timings) * 1000, "ms")
+    return folder
+
+
+def bench_retrieval(folder: Path) -> None:
+    """recall@4: the share of labelled complaints whose top-4 chunks include guidance for
+    their motive, on the evaluation set (never used to build or tune anything)."""
+    analyzer = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
+    items = [i for i, in [(x,) for x in read_labelled(EVAL)[0]]
+             if i.motive.value not in ("unknown", "not_a_complaint")]
+    index = analyzer.index
+    pipeline = plain = neighbours = 0
+    for item in items:
+        prepared = analyzer._prepare(item.text, with_messages=False)
+        pipeline += any(item.motive.value in c.motives for c in prepared.chunks)
+        plain += any(item.motive.value in c.motives for c in index.search(item.text, 4))
+        neighbours += any(item.motive.value in c.motives
+                          for c in retrieve_guidance(index, item.text, 4))
+    emit("retrieval.labelled_complaints", len(items), "complaints")
+    emit("retrieval.recall_at_4", pipeline / len(items), "ratio")
+    emit("retrieval.recall_at_4_neighbour_steered", neighbours / len(items), "ratio")
+    emit("retrieval.recall_at_4_unsteered", plain / len(items), "ratio")
+
+
+def bench_offline(folder: Path) -> None:
+    analyzer = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
+    analyzer.warm_up()
+    texts = [i.text for i in read_labelled(EVAL)[0]] * 4
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    single = median_of(3, lambda: [analyzer.analyze(t) for t in texts[:100]])
+    batch = median_of(3, lambda: analyzer.analyze_many(texts))
+    emit("offline.single_call_throughput", 100 / single, "complaints/s")
+    emit("offline.batch_throughput_one_core", len(texts) / batch, "complaints/s")
+    emit("offline.batch_vs_single_ratio", (len(texts) / batch) / (100 / single), "x")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    env = {**os.environ, "COMPLAINT_MOTIVE_INDEX_DIR": str(folder)}
+    env.pop("OPENAI_API_KEY", None)
+    env.pop("OPENAI_BASE_URL", None)
+    command = [str(Path(sys.executable).parent / "complaint-motive"), "analyze",
+               "快递丢件了,你们说怎么赔吧", "--format", "json"]
+    emit("cli.analyze_wall", median_of(3, lambda: subprocess.run(
+        command, env=env, capture_output=True, check=True)), "s")
+    emit("cli.help_wall", median_of(3, lambda: subprocess.run(
+        [command[0], "--help"], capture_output=True, check=True)), "s")
+
+
+def _llm(folder: Path, endpoint: ScriptedEndpoint) -> MotiveAnalyzer:
+    return MotiveAnalyzer.from_settings(
+        index_dir=folder, backend="llm", openai_api_key="sk-bench", max_retries=0,
+        timeout=30, **endpoint.clients())
+
+
+def bench_llm(folder: Path) -> None:
+    items, _ = read_labelled(EVAL)
+    instant = ScriptedEndpoint()
+    analyzer = _llm(folder, instant)
+    analyzer.warm_up()
+    analyzer.analyze(items[0].text)
+    timings = []
+    for item in items:
+        started = time.perf_counter()
+        analyzer.analyze(item.text)
+        timings.append(time.perf_counter() - started)
+    emit("llm.pipeline_own_time_p50", statistics.median(timings) * 1000, "ms")
+    prompt_sizes = [len(seen.text) - len(seen.complaint) for seen in instant.requests]
+    emit("llm.prompt_chars_without_complaint_p50", statistics.median(prompt_sizes), "chars")
+    emit("llm.prompt_chars_without_complaint_max", max(prompt_sizes), "chars")
+
+    slow = ScriptedEndpoint(latency=1.0)
+    analyzer = _llm(folder, slow)
+    texts = [items[i % len(items)].text for i in range(200)]
+    started = time.perf_counter()
+    outcomes = analyzer.analyze_many(texts, concurrency=32)
+    wall = time.perf_counter() - started
+    ideal = -(-200 // 32) * 1.0
+    emit("llm.batch200_c32_wall", wall, "s")
+    emit("llm.batch200_c32_vs_ideal", wall / ideal, "x")
+    emit("llm.batch200_outcomes_ok", sum(o.ok for o in outcomes), "of 200")
+
+    dataset = [items[i % len(items)].model_copy(update={"id": f"b{i}"}) for i in range(200)]
+    started = time.perf_counter()
+    asyncio.run(aevaluate(dataset, analyzer, concurrency=32,
+                          report_dir=Path(tempfile.mkdtemp())))
+    evaluation = time.perf_counter() - started
+    emit("eval.batch200_c32_wall", evaluation, "s")
+    emit("eval.overhead_vs_analyze_many", evaluation / wall - 1, "ratio")
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="cm-bench-"))
+    try:
+        folder = bench_index(work)
+        bench_retrieval(folder)
+        bench_offline(folder)
+        bench_llm(folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

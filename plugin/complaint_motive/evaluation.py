@@ -1,0 +1,428 @@
+"""Evaluation: a labelled set in; metrics, per-item predictions, a report and plots out.
+
+Metrics come from scikit-learn. A prediction of one of an item's ``alt_motives`` (motives a
+careful annotator would also accept) counts as correct, and the report says how many were
+counted that way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from .exemplars import LabelledComplaint, LineProblem, read_labelled
+
+if TYPE_CHECKING:
+    from .analyzer import MotiveAnalyzer, Outcome
+
+LEVELS = ("high", "medium", "low")
+_BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
+
+
+class Prediction(BaseModel):
+    """One line of ``predictions.jsonl``: the input, its gold labels and what came back."""
+
+    id: str
+    text: str
+    gold_motive: str
+    gold_stage: str | None
+    alt_motives: list[str] = []
+    motive: str | None = None
+    stage: str | None = None
+    secondary: list[str] = []
+    confidence: float | None = None
+    level: str | None = None
+    stage_confidence: float | None = None
+    stage_level: str | None = None
+    risk_flags: list[str] = []
+    gold_risk_flags: list[str] = []
+    cited: int = 0
+    evidence_found: bool | None = None
+    degraded: bool = False
+    degraded_reason: str | None = None
+    error: dict[str, Any] | None = None
+    latency_ms: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def motive_correct(self) -> bool:
+        return self.motive is not None and (self.motive == self.gold_motive
+                                            or self.motive in self.alt_motives)
+
+
+class LabelMetrics(BaseModel):
+    accuracy: float
+    macro_f1: float
+    labels: list[str]
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    majority_baseline: float = Field(description="accuracy of always answering the most "
+                                     "common gold label")
+
+
+class EvaluationReport(BaseModel):
+    """``metrics.json``; the keys ``n``, ``errors``, ``motive.accuracy``, ``motive.macro_f1``,
+    ``stage.accuracy`` and ``stage.macro_f1`` are stable."""
+
+    n: int
+    errors: int
+    skipped_lines: list[LineProblem]
+    motive: LabelMetrics | None
+    stage: LabelMetrics | None
+    counted_via_alt_motives: int
+    secondary_hit_rate: float | None = Field(
+        description="share of items with alt_motives where a secondary motive hits one")
+    calibration: list[dict[str, float]]
+    levels: dict[str, dict[str, float]] = Field(description="share and accuracy per level")
+    grounding: dict[str, float]
+    errors_by_kind: dict[str, int]
+    degraded: int
+    degraded_by_reason: dict[str, int]
+    latency_ms: dict[str, float]
+    tokens: dict[str, int]
+    cost_usd: float
+    run: dict[str, Any]
+
+    def summary(self) -> str:
+        motive = f"{self.motive.accuracy:.3f} (F1 {self.motive.macro_f1:.3f}, majority " \
+                 f"{self.motive.majority_baseline:.3f})" if self.motive else "n/a"
+        stage = f"{self.stage.accuracy:.3f} (F1 {self.stage.macro_f1:.3f}, majority " \
+                f"{self.stage.majority_baseline:.3f})" if self.stage else "n/a"
+        return (f"n={self.n} errors={self.errors} degraded={self.degraded}\n"
+                f"motive accuracy {motive}\nstage accuracy {stage}\n"
+                f"latency p50 {self.latency_ms.get('p50', 0):.1f} ms, p95 "
+                f"{self.latency_ms.get('p95', 0):.1f} ms; tokens {self.tokens['total']}; "
+                f"cost ${self.cost_usd:.4f}")
+
+
+def _prediction(item: LabelledComplaint, outcome: Outcome) -> Prediction:
+    from .validation import quote_found
+
+    base = dict(id=item.id, text=item.text, gold_motive=item.motive.value,
+                gold_stage=item.stage.value if item.stage else None,
+                alt_motives=[a.value for a in item.alt_motives],
+                gold_risk_flags=[f.value for f in item.risk_flags])
+    result = outcome.result
+    if result is None:
+        return Prediction(**base, error=outcome.error)
+    quotes = [e.quote for e in result.primary_motive.evidence]
+    return Prediction(
+        **base, motive=result.primary_motive.id, stage=result.stage.id,
+        secondary=[m.id for m in result.secondary_motives],
+        confidence=result.primary_motive.confidence, level=result.primary_motive.level,
+        stage_confidence=result.stage.confidence, stage_level=result.stage.level,
+        risk_flags=result.risk.flags, cited=len(result.citations),
+        # Quotes are checked against the masked text the backend saw; masks do not occur
+        # in the gold text, so a quote with a mask in it counts as found.
+        evidence_found=bool(quotes) and all(quote_found(q, item.text) or "[" in q
+                                            for q in quotes),
+        degraded=result.meta.degraded, degraded_reason=result.meta.degraded_reason,
+        latency_ms=result.meta.latency_ms, input_tokens=result.meta.usage.input_tokens,
+        output_tokens=result.meta.usage.output_tokens, cost_usd=result.meta.cost_usd)
+
+
+def _label_metrics(gold: list[str], predicted: list[str]) -> LabelMetrics:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    from sklearn.metrics import precision_recall_fscore_support as prfs
+
+    labels = sorted(set(gold) | set(predicted))
+    precision, recall, f1, support = prfs(gold, predicted, labels=labels, zero_division=0)
+    majority = Counter(gold).most_common(1)[0][1] / len(gold)
+    return LabelMetrics(
+        accuracy=round(float(accuracy_score(gold, predicted)), 4),
+        macro_f1=round(float(f1_score(gold, predicted, labels=sorted(set(gold)),
+                                      average="macro", zero_division=0)), 4),
+        labels=labels,
+        per_class={label: {"precision": round(float(p), 4), "recall": round(float(r), 4),
+                           "f1": round(float(f), 4), "support": int(s)}
+                   for label, p, r, f, s in zip(labels, precision, recall, f1, support,
+                                                strict=True)},
+        confusion=confusion_matrix(gold, predicted, labels=labels).tolist(),
+        majority_baseline=round(majority, 4))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 2)
+
+
+def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
+                 run: dict[str, Any]) -> EvaluationReport:
+    answered = [p for p in predictions if p.error is None]
+    via_alt = sum(1 for p in answered if p.motive != p.gold_motive and p.motive_correct)
+    # With an accepted alternative, the gold label becomes the prediction for the metrics.
+    motive = _label_metrics([p.motive if p.motive_correct else p.gold_motive for p in answered],
+                            [p.motive or "" for p in answered]) if answered else None
+    staged = [p for p in answered if p.gold_stage]
+    stage = _label_metrics([p.gold_stage or "" for p in staged],
+                           [p.stage or "" for p in staged]) if staged else None
+    with_alts = [p for p in answered if p.alt_motives]
+    calibration = []
+    for low, high in zip(_BUCKETS, _BUCKETS[1:], strict=False):
+        bucket = [p for p in answered if p.confidence is not None and low <= p.confidence < high]
+        if bucket:
+            calibration.append({
+                "low": low, "high": min(high, 1.0), "n": len(bucket),
+                "mean_confidence": round(statistics.fmean(p.confidence or 0 for p in bucket), 4),
+                "accuracy": round(sum(p.motive_correct for p in bucket) / len(bucket), 4)})
+    levels = {}
+    for level in LEVELS:
+        chosen = [p for p in answered if p.level == level]
+        staged_level = [p for p in staged if p.stage_level == level]
+        levels[level] = {
+            "share": round(len(chosen) / len(answered), 4) if answered else 0.0,
+            "n": len(chosen),
+            "accuracy": round(sum(p.motive_correct for p in chosen) / len(chosen), 4)
+            if chosen else 0.0,
+            "stage_share": round(len(staged_level) / len(staged), 4) if staged else 0.0,
+            "stage_accuracy": round(sum(p.stage == p.gold_stage for p in staged_level)
+                                    / len(staged_level), 4) if staged_level else 0.0}
+    latencies = [p.latency_ms for p in answered if p.latency_ms is not None]
+    return EvaluationReport(
+        n=len(predictions), errors=len(predictions) - len(answered), skipped_lines=skipped,
+        motive=motive, stage=stage, counted_via_alt_motives=via_alt,
+        secondary_hit_rate=round(sum(bool(set(p.secondary) & set(p.alt_motives))
+                                     for p in with_alts) / len(with_alts), 4)
+        if with_alts else None,
+        calibration=calibration, levels=levels,
+        grounding={
+            "with_valid_citation": round(sum(p.cited > 0 for p in answered)
+                                         / len(answered), 4) if answered else 0.0,
+            "evidence_found": round(sum(bool(p.evidence_found) for p in answered)
+                                    / len(answered), 4) if answered else 0.0},
+        errors_by_kind=dict(Counter((p.error or {}).get("kind", "?") for p in predictions
+                                    if p.error)),
+        degraded=sum(p.degraded for p in answered),
+        degraded_by_reason=dict(Counter((p.degraded_reason or "").split(":")[0]
+                                        for p in answered if p.degraded)),
+        latency_ms={"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        tokens={"input": sum(p.input_tokens for p in answered),
+                "output": sum(p.output_tokens for p in answered),
+                "total": sum(p.input_tokens + p.output_tokens for p in answered)},
+        cost_usd=round(sum(p.cost_usd or 0.0 for p in answered), 6), run=run)
+
+
+def evaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: MotiveAnalyzer, *,
+             report_dir: Path | None = None, concurrency: int = 8, limit: int | None = None,
+             resume: bool = False, progress_bar: bool = False) -> EvaluationReport:
+    """Run ``analyzer`` over a labelled set and build the report (written to ``report_dir``
+    when given: ``metrics.json``, ``predictions.jsonl``, ``report.md`` and PNG plots).
+
+    >>> report = evaluate(Path("corpus/eval/complaints.jsonl"), analyzer)  # doctest: +SKIP
+    >>> report.motive.accuracy                                            # doctest: +SKIP
+    0.78
+    """
+    return asyncio.run(aevaluate(dataset, analyzer, report_dir=report_dir,
+                                 concurrency=concurrency, limit=limit, resume=resume,
+                                 progress_bar=progress_bar))
+
+
+async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: MotiveAnalyzer, *,
+                    report_dir: Path | None = None, concurrency: int = 8,
+                    limit: int | None = None, resume: bool = False,
+                    progress_bar: bool = False) -> EvaluationReport:
+    from .render import progress
+
+    started = time.perf_counter()
+    if isinstance(dataset, Path):
+        items, skipped = read_labelled(dataset)
+    else:
+        items, skipped = list(dataset), []
+    items = items[:limit] if limit else items
+    done: dict[str, Prediction] = {}
+    predictions_path = report_dir / "predictions.jsonl" if report_dir else None
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        if resume and predictions_path and predictions_path.exists():
+            for line in predictions_path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    kept = Prediction.model_validate_json(line)
+                    done[kept.id] = kept
+    todo = [item for item in items if item.id not in done]
+    if report_dir is not None:
+        # Plotting needs matplotlib (about a second to import): load it while the
+        # analyzer works rather than after.
+        threading.Thread(target=_import_plotting, daemon=True).start()
+    sink = predictions_path.open("a" if resume else "w", encoding="utf-8") \
+        if predictions_path else None
+    try:
+        with progress(len(todo), "evaluating", disable=not progress_bar) as advance:
+            outcomes = analyzer.aiter_outcomes([item.text for item in todo],
+                                               concurrency=concurrency)
+            position = 0
+            async for outcome in outcomes:
+                item = todo[position]
+                position += 1
+                done[item.id] = prediction = _prediction(item, outcome)
+                if sink:  # written as results come, so --resume can continue a cut run
+                    sink.write(prediction.model_dump_json() + "\n")
+                    sink.flush()
+                advance()
+    finally:
+        if sink:
+            sink.close()
+    ordered = [done[item.id] for item in items]
+    from .prompts import prompt_version
+
+    run = {"dataset": str(dataset) if isinstance(dataset, Path) else "<in memory>",
+           "backend": analyzer.backend, "model": analyzer.settings.model
+           if analyzer.backend == "llm" else "offline", "prompt_version": prompt_version(),
+           "corpus_version": analyzer.index.versions()["guidance"],
+           "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+           "wall_seconds": round(time.perf_counter() - started, 3),
+           "concurrency": concurrency, "resumed": len(items) - len(todo)}
+    report = build_report(ordered, skipped, run)
+    if report_dir is not None:
+        write_report(report, ordered, report_dir)
+    return report
+
+
+def _import_plotting() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
+
+def write_report(report: EvaluationReport, predictions: Sequence[Prediction],
+                 folder: Path) -> None:
+    """``metrics.json``, ``report.md`` and the plots (predictions are written as they come)."""
+    (folder / "metrics.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    plots = _plots(report, folder)
+    (folder / "report.md").write_text(_markdown(report, plots, predictions), encoding="utf-8")
+
+
+def _plots(report: EvaluationReport, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    written = []
+    for name, metrics in (("motive", report.motive), ("stage", report.stage)):
+        if metrics is None:
+            continue
+        figure, axis = plt.subplots(figsize=(8, 7) if name == "motive" else (6, 5))
+        ConfusionMatrixDisplay(
+            confusion_matrix=__import__("numpy").array(metrics.confusion),
+            display_labels=metrics.labels).plot(ax=axis, cmap="Blues", colorbar=False,
+                                                xticks_rotation=45)
+        axis.set_title(f"{name}: accuracy {metrics.accuracy:.2f}, macro-F1 "
+                       f"{metrics.macro_f1:.2f} (n={sum(map(sum, metrics.confusion))})")
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("gold")
+        figure.tight_layout()
+        figure.savefig(folder / f"confusion_{name}.png", dpi=110)
+        plt.close(figure)
+        written.append(f"confusion_{name}.png")
+    if report.calibration:
+        figure, axis = plt.subplots(figsize=(5.5, 5))
+        centres = [b["mean_confidence"] for b in report.calibration]
+        axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        axis.plot(centres, [b["accuracy"] for b in report.calibration], "o-",
+                  label="motive accuracy")
+        for b, x in zip(report.calibration, centres, strict=True):
+            axis.annotate(f"n={int(b['n'])}", (x, b["accuracy"]), textcoords="offset points",
+                          xytext=(4, -12), fontsize=8)
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1.05)
+        axis.set_xlabel("confidence (bucket mean)")
+        axis.set_ylabel("accuracy")
+        axis.set_title("calibration of the motive confidence")
+        axis.legend(loc="upper left")
+        figure.tight_layout()
+        figure.savefig(folder / "calibration.png", dpi=110)
+        plt.close(figure)
+        written.append("calibration.png")
+    return written
+
+
+def _markdown(report: EvaluationReport, plots: list[str],
+              predictions: Sequence[Prediction]) -> str:
+    lines = [f"# Evaluation report\n\n`{report.run['dataset']}` · backend "
+             f"`{report.run['backend']}` · model `{report.run['model']}` · prompt "
+             f"`{report.run['prompt_version']}` · corpus `{report.run['corpus_version']}`\n",
+             "| metric | value |", "| --- | --- |", f"| items | {report.n} |",
+             f"| errors | {report.errors} |", f"| degraded | {report.degraded} |"]
+    for name, metrics in (("motive", report.motive), ("stage", report.stage)):
+        if metrics:
+            lines += [f"| {name} accuracy | {metrics.accuracy:.3f} (majority baseline "
+                      f"{metrics.majority_baseline:.3f}) |",
+                      f"| {name} macro-F1 | {metrics.macro_f1:.3f} |"]
+    lines += [f"| counted via alt_motives | {report.counted_via_alt_motives} |",
+              f"| secondary-motive hit rate | {report.secondary_hit_rate} |",
+              f"| results with a valid citation | {report.grounding['with_valid_citation']} |",
+              f"| evidence quotes found in the text | {report.grounding['evidence_found']} |",
+              f"| latency p50 / p95 (ms) | {report.latency_ms['p50']} / "
+              f"{report.latency_ms['p95']} |",
+              f"| tokens / cost | {report.tokens['total']} / ${report.cost_usd:.4f} |", "",
+              "## Confidence levels\n", "| level | share | motive accuracy | stage share | "
+              "stage accuracy |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {level} | {v['share']:.2f} | {v['accuracy']:.2f} | {v['stage_share']:.2f} | "
+              f"{v['stage_accuracy']:.2f} |" for level, v in report.levels.items()]
+    if report.motive:
+        lines += ["", "## Per motive\n", "| motive | precision | recall | F1 | support |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {label} | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} | "
+                  f"{int(m['support'])} |" for label, m in report.motive.per_class.items()]
+    lines += ["", *[f"![{p}]({p})" for p in plots]]
+    if report.skipped_lines:
+        lines += ["", "## Skipped lines\n"] + [f"- line {p.line}: {p.message}"
+                                               for p in report.skipped_lines]
+    wrong = [p for p in predictions if p.error is None and not p.motive_correct][:15]
+    if wrong:
+        lines += ["", "## Some misses\n", "| id | gold | predicted | text |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {p.id} | {p.gold_motive} | {p.motive} | {p.text[:40]} |" for p in wrong]
+    return "\n".join(lines) + "\n"
+
+
+def compare_reports(before: Path, after: Path) -> str:
+    """A Markdown table of metric deltas and the inputs whose predictions changed."""
+    def load(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        rows = [json.loads(line) for line in
+                (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        return metrics, {r["id"]: r for r in rows}
+
+    (old, old_rows), (new, new_rows) = load(before), load(after)
+
+    def value(metrics: dict[str, Any], path: str) -> float | None:
+        node: Any = metrics
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node if isinstance(node, int | float) else None
+
+    lines = [f"| metric | {before.name} | {after.name} | Δ |", "| --- | --- | --- | --- |"]
+    for path in ("n", "errors", "motive.accuracy", "motive.macro_f1", "stage.accuracy",
+                 "stage.macro_f1", "grounding.with_valid_citation", "latency_ms.p50",
+                 "cost_usd"):
+        a, b = value(old, path), value(new, path)
+        delta = f"{b - a:+.4f}" if a is not None and b is not None else ""
+        lines.append(f"| {path} | {a} | {b} | {delta} |")
+    changed = [(i, old_rows[i], new_rows[i]) for i in old_rows.keys() & new_rows.keys()
+               if (old_rows[i].get("motive"), old_rows[i].get("stage"))
+               != (new_rows[i].get("motive"), new_rows[i].get("stage"))]
+    lines += ["", f"{len(changed)} inputs changed prediction", "",
+              "| id | gold | before | after |", "| --- | --- | --- | --- |"]
+    lines += [f"| {i} | {a['gold_motive']}/{a['gold_stage']} | {a.get('motive')}/"
+              f"{a.get('stage')} | {b.get('motive')}/{b.get('stage')} |"
+              for i, a, b in sorted(changed)]
+    return "\n".join(lines)
