@@ -56,15 +56,24 @@ def _check_format(value: str) -> Format:
 def index(rebuild: Annotated[bool, typer.Option(help="re-embed everything")] = False,
           format: FormatOption = "text") -> None:
     """Build or update the knowledge index (a no-op when it is current)."""
-    from .errors import ComplaintMotiveError
-    from .index import KnowledgeIndex
+    from .errors import ComplaintMotiveError, IndexStoreError
+    from .index import KnowledgeIndex, move_aside
     from .offline import MotiveModel
 
     fmt = _check_format(format)
     settings = _settings()
     try:
-        knowledge = KnowledgeIndex.from_settings(settings)
-        reports = knowledge.ensure(rebuild=rebuild)
+        try:
+            knowledge = KnowledgeIndex.from_settings(settings)
+            reports = knowledge.ensure(rebuild=rebuild)
+        except IndexStoreError as error:
+            if not rebuild or settings.chroma_host or not settings.index_dir.exists():
+                raise
+            aside = move_aside(settings.index_dir)
+            typer.echo(f"note: the index could not be opened ({error.message}); "
+                       f"moved aside to {aside}", err=True)
+            knowledge = KnowledgeIndex.from_settings(settings)
+            reports = knowledge.ensure()
         model = MotiveModel.load_or_train(settings.index_dir / "models", knowledge.exemplars)
     except ComplaintMotiveError as error:
         raise _fail(error) from error

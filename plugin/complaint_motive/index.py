@@ -305,7 +305,24 @@ def open_client(settings: Settings) -> ClientAPI:
             return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
                                        ssl=settings.chroma_ssl, settings=chroma_settings)
         settings.index_dir.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+        from filelock import FileLock
+
+        # Chroma creates its tables on first open; two processes doing that at once race.
+        with FileLock(str(settings.index_dir / ".build.lock"), timeout=300):
+            return chromadb.PersistentClient(path=str(settings.index_dir),
+                                             settings=chroma_settings)
+
+
+def move_aside(folder: Path) -> Path:
+    """Rename a damaged index folder (kept for inspection, never deleted) so a fresh one can
+    be built in its place."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    # Chroma caches one client per path in the process; the cached one is the broken one.
+    SharedSystemClient.clear_system_cache()
+    return aside
 
 
 def guidance_embed_text(chunk: Chunk, *, with_cues: bool = True) -> str:

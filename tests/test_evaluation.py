@@ -1,0 +1,86 @@
+"""Evaluation: metrics from scikit-learn, a report a person can read, resume and compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from complaint_motive import MotiveAnalyzer, evaluate
+from complaint_motive.cli import app
+from complaint_motive.evaluation import Prediction, build_report
+
+
+def _dataset(path: Path) -> Path:
+    rows = [
+        {"id": "1", "text": "我要退款,钱必须退给我", "motive": "compensation", "stage": "voiced_grievance"},
+        {"id": "2", "text": "建议你们加个夜间客服,希望改进", "motive": "suggestion", "stage": "latent_grievance"},
+        "this line is not json",
+        {"id": "3", "text": "不给赔偿我就发微博曝光", "motive": "leverage", "stage": "latent_complaint",
+         "alt_motives": ["compensation"]},
+        {"id": "4", "text": "物流到底什么时候到?", "motive": "greed", "stage": "voiced_grievance"},
+        {"id": "5", "text": "  ", "motive": "venting", "stage": "voiced_grievance"},
+    ]
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)
+                              for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_report_files_and_stable_keys(offline: MotiveAnalyzer, tmp_path: Path) -> None:
+    report = evaluate(_dataset(tmp_path / "set.jsonl"), offline, report_dir=tmp_path / "r")
+
+    assert [p.line for p in report.skipped_lines] == [3, 5]  # reported, never silently dropped
+    assert report.n == 4 and report.errors == 1  # the blank text is an input error
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for key in ("n", "errors"):
+        assert key in metrics
+    for key in ("accuracy", "macro_f1"):
+        assert 0 <= metrics["motive"][key] <= 1 and 0 <= metrics["stage"][key] <= 1
+    predictions = (tmp_path / "r" / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(p)["id"] for p in predictions] == ["1", "2", "3", "5"]
+    assert "| motive accuracy |" in (tmp_path / "r" / "report.md").read_text()
+    for picture in ("confusion_motive.png", "confusion_stage.png", "calibration.png"):
+        assert Image.open(tmp_path / "r" / picture).size[0] > 300
+
+
+def test_alt_motives_count_as_correct_and_are_reported() -> None:
+    base = {"text": "t", "gold_stage": "complaint", "stage": "complaint", "confidence": 0.9,
+            "level": "high", "cited": 1, "evidence_found": True}
+    predictions = [
+        Prediction(id="a", gold_motive="leverage", alt_motives=["compensation"],
+                   motive="compensation", **base),
+        Prediction(id="b", gold_motive="venting", motive="venting", **base),
+        Prediction(id="c", gold_motive="respect", motive="venting", **base),
+    ]
+    report = build_report(predictions, [], {})
+    assert report.counted_via_alt_motives == 1
+    assert report.motive.accuracy == pytest.approx(2 / 3, abs=1e-3)
+    assert report.levels["high"]["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_resume_continues_an_interrupted_run(offline: MotiveAnalyzer, tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path / "set.jsonl")
+    folder = tmp_path / "r"
+    evaluate(dataset, offline, report_dir=folder, limit=2)
+    first = (folder / "predictions.jsonl").read_text().splitlines()
+    report = evaluate(dataset, offline, report_dir=folder, resume=True)
+    lines = (folder / "predictions.jsonl").read_text().splitlines()
+    assert lines[:2] == first and len(lines) == 4
+    assert report.run["resumed"] == 2 and report.n == 4
+
+
+def test_cli_eval_and_compare(settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(settings.index_dir))
+    dataset = _dataset(tmp_path / "set.jsonl")
+    runner = CliRunner()
+    first = runner.invoke(app, ["eval", str(dataset), "--report", str(tmp_path / "a"),
+                                "--backend", "offline", "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert "motive accuracy" in first.stdout
+    second = runner.invoke(app, ["eval", str(dataset), "--report", str(tmp_path / "b"),
+                                 "--limit", "2", "--quiet", "--compare", str(tmp_path / "a")])
+    assert second.exit_code == 0, second.output
+    assert "| motive.accuracy |" in second.stdout and "inputs changed prediction" in second.stdout
