@@ -110,7 +110,7 @@ class ScriptedEndpoint:
         seen = Seen(json.loads(request.content))
         self.requests.append(seen)
         step = self.steps.pop(0) if self.steps else self.default
-        produced = step(seen, seen) if step is not None else good_answer(seen)
+        produced = step(seen.body, seen) if step is not None else good_answer(seen)
         if isinstance(produced, Exception):
             if isinstance(produced, httpx.TimeoutException):
                 raise type(produced)(str(produced), request=request)

@@ -26,7 +26,7 @@ from .errors import BackendError, ComplaintMotiveError, InputError, OutputValida
 from .guards import injection_phrases, redact
 from .inputs import ComplaintInput, to_input
 from .schema import Meta, ModelAnswer, MotiveAnalysis, Usage
-from .settings import Settings
+from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import httpx
@@ -96,7 +96,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
         ``http_client`` / ``http_async_client`` are handed to the ``openai`` client.
         """
-        settings = settings.model_copy(update=overrides) if settings else Settings(**overrides)
+        settings = load_settings(settings, **overrides)
         llm = None
         if settings.resolved_backend() == "llm":
             from .chain import LLMBackend

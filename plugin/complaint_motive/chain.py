@@ -91,6 +91,12 @@ def _backend_error(error: Exception) -> BackendError | ConfigurationError:
     if isinstance(error, openai.RateLimitError):
         return BackendError("the LLM endpoint is rate limiting (429) after the configured "
                             "retries; lower concurrency or try later")
+    if isinstance(error, openai.BadRequestError):
+        said = str(getattr(error, "message", ""))[:200]
+        return ConfigurationError(
+            f"the LLM endpoint rejected the request (400): {said}. If it objects to "
+            "response_format or tools, set structured_output (json_schema, "
+            "function_calling or json_mode) or a provider recipe (provider=…)")
     if isinstance(error, openai.APIStatusError):
         return BackendError(f"the LLM endpoint answered {error.status_code} after the "
                             "configured retries")

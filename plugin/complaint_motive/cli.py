@@ -33,9 +33,13 @@ FallbackOption = Annotated[str | None, typer.Option(help="none or offline: answe
 
 
 def _settings(**overrides: Any) -> Settings:
-    from .settings import Settings
+    from .errors import ConfigurationError
+    from .settings import load_settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigurationError as error:
+        raise _fail(error) from None
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -221,12 +225,8 @@ async def _analyze_file(analyzer: MotiveAnalyzer, source: Path, target: Path | N
 @app.command()
 def config(format: FormatOption = "text") -> None:
     """Print the effective settings (secrets masked)."""
-    from .errors import ComplaintMotiveError
 
-    try:
-        settings = _settings()
-    except (ComplaintMotiveError, ValueError) as error:
-        raise _fail(error) from error
+    settings = _settings()
     data = settings.masked()
     data["resolved_backend"] = settings.resolved_backend()
     if _check_format(format) == "json":

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         "none", description="on backend failure, answer with the offline analyzer (degraded)")
 
     # -- the LLM ----------------------------------------------------------------------
+    provider: Literal["openai", "azure", "deepseek", "qwen", "vllm", "ollama"] | None = Field(
+        None, description="fill base URL, model and structured-output method from a recipe "
+        "(providers.py); explicit settings win")
     openai_api_key: SecretStr | None = Field(None, validation_alias=_alias(
         "openai_api_key", "OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_alias(
@@ -117,6 +120,17 @@ class Settings(BaseSettings):
         toml_file = os.environ.get("COMPLAINT_MOTIVE_CONFIG_FILE") or "complaint-motive.toml"
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
 
+    @model_validator(mode="after")
+    def _apply_provider(self) -> Settings:
+        if self.provider is None:
+            return self
+        from .providers import PROVIDERS
+
+        for key, value in PROVIDERS[self.provider].items():
+            if key not in self.model_fields_set:
+                setattr(self, key, value)
+        return self
+
     @property
     def llm_configured(self) -> bool:
         return self.openai_api_key is not None or self.openai_base_url is not None
@@ -133,3 +147,21 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 data[key] = "***"
         return data
+
+
+def load_settings(base: Settings | None = None, **overrides: Any) -> Settings:
+    """Settings from every source with ``overrides`` on top (and on top of ``base`` when
+    given); a bad value is a ``ConfigurationError`` naming the setting."""
+    from pydantic import ValidationError
+
+    from .errors import ConfigurationError
+
+    try:
+        if base is None:
+            return Settings(**overrides)
+        return Settings(**{**dict(base), **overrides}) if overrides else base
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigurationError(f"invalid setting {where}: {first['msg']} "
+                                 f"(got {str(first.get('input'))[:60]!r})") from None
