@@ -66,7 +66,8 @@ def main() -> None:
                 query = encode(model, [item.text])[0]
                 order = np.argsort(-(matrix @ query))
                 timings.append(time.perf_counter() - t0)
-                ranks = [r for r, i in enumerate(order, 1) if item.motive.value in chunks[i].motives]
+                ranks = [r for r, i in enumerate(order, 1)
+                         if item.motive.value in chunks[i].motives]
                 hits += bool(ranks and ranks[0] <= 4)
                 reciprocal += 1 / ranks[0] if ranks else 0.0
             label = f"{name}{'+cues' if expanded else ''}"

@@ -110,6 +110,48 @@ def bench_offline(folder: Path) -> None:
         [command[0], "--help"], capture_output=True, check=True)), "s")
 
 
+AGENT_LINES = ["您好,请问具体是什么情况?", "明白,还有其他需要补充的吗?", "好的,我记录一下。"]
+
+
+def as_conversation(text: str, pieces: int) -> list[dict[str, str]]:
+    """Split a complaint into ``pieces`` customer turns at clause ends, agent turns between."""
+    import re
+
+    clauses = [c for c in re.split(r"(?<=[,。!?,.!?;;])", text) if c.strip()]
+    pieces = max(1, min(pieces, len(clauses)))
+    size = -(-len(clauses) // pieces)
+    turns: list[dict[str, str]] = []
+    for n in range(0, len(clauses), size):
+        if turns:
+            turns.append({"role": "agent", "text": AGENT_LINES[len(turns) // 2 % 3]})
+        turns.append({"role": "customer", "text": "".join(clauses[n:n + size])})
+    return turns
+
+
+def bench_conversations(folder: Path) -> None:
+    """The evaluation set as single texts and as 2-4 turn conversations."""
+    analyzer = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
+    items, _ = read_labelled(EVAL)
+    single = analyzer.analyze_many([i.text for i in items])
+    talks = analyzer.analyze_many([as_conversation(i.text, 2 + n % 3)
+                                   for n, i in enumerate(items)])
+
+    def accuracy(outcomes: list, field: str) -> float:
+        hits = 0
+        for item, outcome in zip(items, outcomes, strict=True):
+            got = getattr(outcome.result, field).id
+            gold = item.motive.value if field == "primary_motive" else item.stage.value
+            alts = [a.value for a in item.alt_motives] if field == "primary_motive" else []
+            hits += got == gold or got in alts
+        return hits / len(items)
+
+    for field, name in (("primary_motive", "motive"), ("stage", "stage")):
+        flat, talk = accuracy(single, field), accuracy(talks, field)
+        emit(f"conversation.{name}_accuracy_single_text", flat, "ratio")
+        emit(f"conversation.{name}_accuracy_as_turns", talk, "ratio")
+        emit(f"conversation.{name}_accuracy_gap_points", (flat - talk) * 100, "points")
+
+
 def _llm(folder: Path, endpoint: ScriptedEndpoint) -> MotiveAnalyzer:
     return MotiveAnalyzer.from_settings(
         index_dir=folder, backend="llm", openai_api_key="sk-bench", max_retries=0,
@@ -158,6 +200,7 @@ def main() -> None:
         folder = bench_index(work)
         bench_retrieval(folder)
         bench_offline(folder)
+        bench_conversations(folder)
         bench_llm(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -16,11 +16,13 @@ from complaint_motive.evaluation import Prediction, build_report
 
 def _dataset(path: Path) -> Path:
     rows = [
-        {"id": "1", "text": "我要退款,钱必须退给我", "motive": "compensation", "stage": "voiced_grievance"},
-        {"id": "2", "text": "建议你们加个夜间客服,希望改进", "motive": "suggestion", "stage": "latent_grievance"},
+        {"id": "1", "text": "我要退款,钱必须退给我", "motive": "compensation",
+         "stage": "voiced_grievance"},
+        {"id": "2", "text": "建议你们加个夜间客服,希望改进", "motive": "suggestion",
+         "stage": "latent_grievance"},
         "this line is not json",
-        {"id": "3", "text": "不给赔偿我就发微博曝光", "motive": "leverage", "stage": "latent_complaint",
-         "alt_motives": ["compensation"]},
+        {"id": "3", "text": "不给赔偿我就发微博曝光", "motive": "leverage",
+         "stage": "latent_complaint", "alt_motives": ["compensation"]},
         {"id": "4", "text": "物流到底什么时候到?", "motive": "greed", "stage": "voiced_grievance"},
         {"id": "5", "text": "  ", "motive": "venting", "stage": "voiced_grievance"},
     ]

@@ -11,6 +11,7 @@ import pytest
 from complaint_motive import BackendError, BackendUnavailable, MotiveAnalyzer, OutputValidationError
 from scripted_llm import ScriptedEndpoint, answer, completion, error, good_answer
 
+
 def _keys(node: object) -> set[str]:
     if isinstance(node, dict):
         return set(node) | {k for v in node.values() for k in _keys(v)}
@@ -211,3 +212,34 @@ def test_runnable_protocol(llm_analyzer: MotiveAnalyzer) -> None:
     results = llm_analyzer.batch([COMPLAINT, COMPLAINT])
     assert [r.primary_motive.id for r in results] == ["compensation", "compensation"]
     assert asyncio.run(llm_analyzer.ainvoke(COMPLAINT)).meta.backend == "llm"
+
+
+def test_langchain_callbacks_reach_the_model_call(llm_analyzer: MotiveAnalyzer) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.started: list[str] = []
+            self.ended = 0
+
+        def on_chat_model_start(self, serialized, messages, **kwargs) -> None:
+            self.started.append(messages[0][-1].content)
+
+        def on_llm_end(self, response, **kwargs) -> None:
+            self.ended += 1
+
+    recorder = Recorder()
+    llm_analyzer.invoke(COMPLAINT, config={"callbacks": [recorder]})
+    assert len(recorder.started) == 1 and COMPLAINT in recorder.started[0]
+    assert recorder.ended == 1
+
+
+def test_log_records_carry_fields_but_no_text(llm_analyzer: MotiveAnalyzer, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="complaint_motive")
+    llm_analyzer.analyze(COMPLAINT)
+    record = next(r for r in caplog.records if getattr(r, "event", None) == "analysed")
+    assert record.backend == "llm" and record.motive == "compensation"
+    assert record.tokens == 1200
+    assert COMPLAINT not in caplog.text and "退回" not in caplog.text

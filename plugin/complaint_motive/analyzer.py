@@ -232,9 +232,17 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             attempts=attempts or 1, usage=usage, cost_usd=self._cost(usage),
             degraded=degraded_reason is not None, degraded_reason=degraded_reason,
             warnings=warnings, redactions=prepared.redactions)
-        return build_analysis(answer, complaint=prepared.complaint, signals=prepared.signals,
-                              chunks=prepared.chunks, meta=meta, settings=self.settings,
-                              injection=prepared.injection)
+        result = build_analysis(answer, complaint=prepared.complaint, signals=prepared.signals,
+                                chunks=prepared.chunks, meta=meta, settings=self.settings,
+                                injection=prepared.injection)
+        # Structured fields for log pipelines; labels and numbers only, never the text.
+        log.info("analysed", extra={
+            "event": "analysed", "backend": backend, "motive": result.primary_motive.id,
+            "stage": result.stage.id, "level": result.primary_motive.level,
+            "risk": result.risk.level, "latency_ms": meta.latency_ms,
+            "tokens": usage.total_tokens, "degraded": meta.degraded,
+            "redactions": meta.redactions})
+        return result
 
     def _cost(self, usage: Usage) -> float | None:
         price = self.settings.prices.get(self.settings.model)

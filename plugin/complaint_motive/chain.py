@@ -130,7 +130,7 @@ class LLMBackend:
         # itself and a malformed answer raises before we see its text or its token usage.
         self.structured = self.llm.with_structured_output(
             model_facing_schema(), method=self.method, include_raw=True,
-            **({"strict": True} if self.method != "json_mode" else {}))
+            strict=None if self.method == "json_mode" else True)
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
 
     @property
@@ -139,7 +139,8 @@ class LLMBackend:
 
     def answer(self, messages: list[BaseMessage], validate: Validator,
                config: RunnableConfig | None = None) -> LLMReply:
-        usage, problems, attempts = Usage(), [], 0
+        usage, attempts = Usage(), 0
+        problems: list[str] = []
         for attempts in range(1, self.settings.reask + 2):  # noqa: B007
             self.breaker.check()
             try:
@@ -156,7 +157,8 @@ class LLMBackend:
 
     async def aanswer(self, messages: list[BaseMessage], validate: Validator,
                       config: RunnableConfig | None = None) -> LLMReply:
-        usage, problems, attempts = Usage(), [], 0
+        usage, attempts = Usage(), 0
+        problems: list[str] = []
         for attempts in range(1, self.settings.reask + 2):  # noqa: B007
             self.breaker.check()
             try:

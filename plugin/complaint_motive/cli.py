@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 if TYPE_CHECKING:
-    from .analyzer import MotiveAnalyzer, Outcome
-    from .schema import MotiveAnalysis
+    from .analyzer import MotiveAnalyzer
     from .settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -26,8 +26,8 @@ class Correction(BaseModel):
     text: str
     predicted_motive: str
     predicted_stage: str
-    motive: PrimaryMotiveId  # type: ignore[valid-type]
-    stage: StageId  # type: ignore[valid-type]
+    motive: PrimaryMotiveId
+    stage: StageId
     note: str | None = None
     backend: str
     reviewed: bool = Field(False, description="set by a reviewer before import")

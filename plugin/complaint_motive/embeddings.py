@@ -67,7 +67,7 @@ def embeddings_from_settings(settings: Settings) -> Embeddings:
     if settings.embedding_provider == "openai":
         from langchain_openai import OpenAIEmbeddings
 
-        return OpenAIEmbeddings(
+        return OpenAIEmbeddings(  # type: ignore[call-arg]
             model=settings.embedding_model,
             base_url=settings.embedding_base_url or settings.openai_base_url,
             api_key=settings.embedding_api_key or settings.openai_api_key,

@@ -166,7 +166,8 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
     answered = [p for p in predictions if p.error is None]
     via_alt = sum(1 for p in answered if p.motive != p.gold_motive and p.motive_correct)
     # With an accepted alternative, the gold label becomes the prediction for the metrics.
-    motive = _label_metrics([p.motive if p.motive_correct else p.gold_motive for p in answered],
+    motive = _label_metrics([(p.motive or "") if p.motive_correct else p.gold_motive
+                             for p in answered],
                             [p.motive or "" for p in answered]) if answered else None
     staged = [p for p in answered if p.gold_stage]
     stage = _label_metrics([p.gold_stage or "" for p in staged],

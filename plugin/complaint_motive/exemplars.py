@@ -21,12 +21,12 @@ class LabelledComplaint(BaseModel):
 
     id: str
     text: str = Field(min_length=1)
-    motive: PrimaryMotiveId  # type: ignore[valid-type]
-    stage: StageId | None = None  # type: ignore[valid-type]
-    alt_motives: tuple[PrimaryMotiveId, ...] = ()  # type: ignore[valid-type]
-    needs: tuple[NeedId, ...] = ()  # type: ignore[valid-type]
-    risk_flags: tuple[RiskFlagId, ...] = ()  # type: ignore[valid-type]
-    legitimacy: LegitimacyId | None = None  # type: ignore[valid-type]
+    motive: PrimaryMotiveId
+    stage: StageId | None = None
+    alt_motives: tuple[PrimaryMotiveId, ...] = ()
+    needs: tuple[NeedId, ...] = ()
+    risk_flags: tuple[RiskFlagId, ...] = ()
+    legitimacy: LegitimacyId | None = None
     domain: str | None = None
 
 

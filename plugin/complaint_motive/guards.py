@@ -61,7 +61,8 @@ def injection_phrases(text: str) -> list[str]:
 
 _AMOUNT = r"(\d[\d,.]*\s*(万|千|百)?\s*(元|块|rmb|人民币|美元|dollars?|yuan)|[¥$€£]\s*\d[\d,.]*)"
 _PROMISE_AMOUNT = re.compile(
-    rf"(赔偿|补偿|赔付|退还|返还|赔|补|退|给您|给你|发放|refund|compensat\w*|reimburs\w*|pay you|give you)"
+    r"(赔偿|补偿|赔付|退还|返还|赔|补|退|给您|给你|发放"
+    r"|refund|compensat\w*|reimburs\w*|pay you|give you)"
     rf"[^。.!?!?\n]{{0,20}}?{_AMOUNT}", re.IGNORECASE)
 _FORBIDDEN: dict[str, re.Pattern[str]] = {
     "discourage_posting": re.compile(

@@ -13,8 +13,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,7 +204,8 @@ class KnowledgeIndex:
                 collection.add(
                     ids=[r.id for r in batch], documents=[r.document for r in batch],
                     metadatas=[{**r.metadata, "digest": r.digest} for r in batch],
-                    embeddings=[reusable.get(r.id) or embedded[r.id] for r in batch])
+                    embeddings=[reusable.get(r.id) or embedded[r.id]  # type: ignore[arg-type]
+                                for r in batch])
             collection.modify(metadata={"complete": True, "schema": STORE_SCHEMA, "kind": kind,
                                         "built_at": time.time()})
             # Keep the version readers may still hold; drop anything older.
@@ -298,19 +299,21 @@ class KnowledgeIndex:
 def open_client(settings: Settings) -> ClientAPI:
     """A Chroma client for the settings, with telemetry off (this machine has no internet)."""
     import chromadb
+    from filelock import FileLock
 
     chroma_settings = chromadb.Settings(anonymized_telemetry=False)
     with _store_errors("connect to Chroma"):
         if settings.chroma_host:
-            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
-                                       ssl=settings.chroma_ssl, settings=chroma_settings)
-        settings.index_dir.mkdir(parents=True, exist_ok=True)
-        from filelock import FileLock
-
-        # Chroma creates its tables on first open; two processes doing that at once race.
-        with FileLock(str(settings.index_dir / ".build.lock"), timeout=300):
-            return chromadb.PersistentClient(path=str(settings.index_dir),
-                                             settings=chroma_settings)
+            client: ClientAPI = chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl,
+                settings=chroma_settings)
+        else:
+            settings.index_dir.mkdir(parents=True, exist_ok=True)
+            # Chroma creates its tables on first open; two processes doing that at once race.
+            with FileLock(str(settings.index_dir / ".build.lock"), timeout=300):
+                client = chromadb.PersistentClient(path=str(settings.index_dir),
+                                                   settings=chroma_settings)
+    return client
 
 
 def move_aside(folder: Path) -> Path:
@@ -375,17 +378,14 @@ def _any_of(filters: dict[str, Sequence[str]]) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
-class _store_errors(AbstractContextManager[None]):
+@contextmanager
+def _store_errors(doing: str) -> Iterator[None]:
     """Turn Chroma's exceptions into ``IndexStoreError`` saying what we were doing."""
-
-    def __init__(self, doing: str) -> None:
-        self.doing = doing
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, IndexStoreError):
-            return False
-        if isinstance(exc, Exception):
-            raise IndexStoreError(
-                f"could not {self.doing}: {type(exc).__name__}: {exc}. If the index folder is "
-                "damaged, run `complaint-motive index --rebuild`.") from exc
-        return False
+    try:
+        yield
+    except IndexStoreError:
+        raise
+    except Exception as error:
+        raise IndexStoreError(
+            f"could not {doing}: {type(error).__name__}: {error}. If the index folder is "
+            "damaged, run `complaint-motive index --rebuild`.") from error

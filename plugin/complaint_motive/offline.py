@@ -266,6 +266,7 @@ def _explain(motive: Any, evidence: list[str], language: str) -> str:
                 else "The text does not show a complaint motive clearly.")
     quoted = "、".join(f"“{e}”" for e in evidence[:2]) if evidence else ""
     if language == "zh":
-        return f"{quoted}体现出“{motive.zh}”的投诉动机。" if quoted else f"判断为“{motive.zh}”动机。"
+        return (f"{quoted}体现出“{motive.zh}”的投诉动机。" if quoted
+                else f"判断为“{motive.zh}”动机。")
     return (f"{', '.join(repr(e) for e in evidence[:2])} point to {motive.en.lower()}: "
             f"{motive.definition}" if evidence else motive.definition)

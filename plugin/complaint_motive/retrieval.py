@@ -10,7 +10,6 @@ the best unfiltered matches.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -23,11 +22,11 @@ from .index import KnowledgeIndex, RetrievedChunk, RetrievedExemplar
 
 def motive_votes(neighbours: Sequence[RetrievedExemplar]) -> list[tuple[str, float]]:
     """Neighbours' motives weighted by similarity, as shares summing to 1, best first."""
-    votes: Counter[str] = Counter()
+    votes: dict[str, float] = {}
     for neighbour in neighbours:
-        votes[neighbour.motive] += max(neighbour.score, 0.0)
+        votes[neighbour.motive] = votes.get(neighbour.motive, 0.0) + max(neighbour.score, 0.0)
     total = sum(votes.values()) or 1.0
-    return [(motive, weight / total) for motive, weight in votes.most_common()]
+    return sorted(((m, w / total) for m, w in votes.items()), key=lambda pair: -pair[1])
 
 
 def steer(candidates: Sequence[RetrievedChunk], k: int, motives: Sequence[str],

@@ -40,24 +40,24 @@ class ModelAnswer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    primary_motive: PrimaryMotiveId = Field(  # type: ignore[valid-type]
+    primary_motive: PrimaryMotiveId = Field(
         description="why the customer complains; unknown or not_a_complaint when honest")
     primary_confidence: float = Field(description="0 to 1")
     primary_evidence: list[str] = Field(
         description="short verbatim quotes from the complaint that show the motive")
     primary_explanation: str = Field(description="one or two sentences")
-    secondary_motives: list[MotiveId] = Field(  # type: ignore[valid-type]
+    secondary_motives: list[MotiveId] = Field(
         description="at most two other motives present, or empty")
-    stage: StageId = Field(description="psychological stage")  # type: ignore[valid-type]
+    stage: StageId = Field(description="psychological stage")
     stage_confidence: float = Field(description="0 to 1")
     stage_evidence: list[str] = Field(description="verbatim quotes that show the stage")
     stage_explanation: str
-    needs: list[NeedId]  # type: ignore[valid-type]
+    needs: list[NeedId]
     leading_need: Literal["rational", "emotional"]
-    legitimacy: LegitimacyId  # type: ignore[valid-type]
-    sources: list[SourceId] = Field(  # type: ignore[valid-type]
+    legitimacy: LegitimacyId
+    sources: list[SourceId] = Field(
         description="sources of dissatisfaction")
-    risk_flags: list[RiskFlagId]  # type: ignore[valid-type]
+    risk_flags: list[RiskFlagId]
     handling_steps: list[str] = Field(description="what the agent should do, in order")
     avoid: list[str] = Field(description="what the agent must not say or do")
     reply: str = Field(description="a reply draft for the agent, in the complaint's language")

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
 
     # -- what callers do with confidence -------------------------------------------------
     actions: dict[Literal["high", "medium", "low"], Action] = Field(
-        default_factory=lambda: {"high": "preselect", "medium": "suggest",
+        default_factory=lambda: {"high": "preselect", "medium": "suggest",  # type: ignore[arg-type,dict-item]
                                  "low": "human_review"})
 
     corrections_file: Path = Field(Path("corrections.jsonl"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -156,14 +156,23 @@ def _enum(name: str, ids: list[str]) -> type[StrEnum]:
     return StrEnum(name, {i: i for i in ids})  # type: ignore[return-value]
 
 
-_T = load_taxonomy()
-
-#: The nine motives of the taxonomy.
-MotiveId = _enum("MotiveId", [m.id for m in _T.motives])
-#: A primary motive: one of the nine, or an honest abstention (``unknown``, ``not_a_complaint``).
-PrimaryMotiveId = _enum("PrimaryMotiveId", [m.id for m in (*_T.motives, *_T.abstentions)])
-StageId = _enum("StageId", [s.id for s in _T.stages])
-NeedId = _enum("NeedId", [n.id for n in _T.needs])
-LegitimacyId = _enum("LegitimacyId", [x.id for x in _T.legitimacy])
-SourceId = _enum("SourceId", [x.id for x in _T.sources])
-RiskFlagId = _enum("RiskFlagId", [x.id for x in _T.risk_signals])
+if TYPE_CHECKING:  # the checker sees enums; at run time their members come from the YAML
+    class MotiveId(StrEnum): ...
+    class PrimaryMotiveId(StrEnum): ...
+    class StageId(StrEnum): ...
+    class NeedId(StrEnum): ...
+    class LegitimacyId(StrEnum): ...
+    class SourceId(StrEnum): ...
+    class RiskFlagId(StrEnum): ...
+else:
+    _T = load_taxonomy()
+    #: The nine motives of the taxonomy.
+    MotiveId = _enum("MotiveId", [m.id for m in _T.motives])
+    #: A primary motive: one of the nine, or an honest abstention.
+    PrimaryMotiveId = _enum("PrimaryMotiveId",
+                            [m.id for m in (*_T.motives, *_T.abstentions)])
+    StageId = _enum("StageId", [s.id for s in _T.stages])
+    NeedId = _enum("NeedId", [n.id for n in _T.needs])
+    LegitimacyId = _enum("LegitimacyId", [x.id for x in _T.legitimacy])
+    SourceId = _enum("SourceId", [x.id for x in _T.sources])
+    RiskFlagId = _enum("RiskFlagId", [x.id for x in _T.risk_signals])
