@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .embeddings import normalize
 from .exemplars import LabelledComplaint
 from .schema import Alternative, ModelAnswer
-from .taxonomy import Label, Taxonomy, load_taxonomy
+from .taxonomy import Label, Motive, ReplyFrame, Taxonomy, load_taxonomy
 
 if TYPE_CHECKING:
     from .index import RetrievedChunk, RetrievedExemplar
@@ -230,19 +230,12 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveMod
     cited += [c.chunk_id for c in chunks if stage.id in c.stages and c.chunk_id not in cited]
     language = complaint.language
     frame = taxonomy.reply_frame[language]
-    if motive_label is not None:
-        body = motive_label.reply[language]
-    elif motive.id == "not_a_complaint":
-        body = ("感谢您的留言,我们已经收到,会尽快回复您。" if language == "zh"
-                else "Thank you for your message; we have received it and will reply shortly.")
-    else:
-        body = ("为了更好地帮您处理,能否再具体说说遇到了什么情况?" if language == "zh"
-                else "So that I can help properly, could you tell me a little more about "
-                "what happened?")
+    body = (motive_label or next(a for a in taxonomy.abstentions if a.id == motive.id)
+            ).reply[language]
     return ModelAnswer(
         primary_motive=motive.id, primary_confidence=motive.score,
         primary_evidence=motive_evidence[:3],
-        primary_explanation=_explain(motive_label, motive_evidence, language),
+        primary_explanation=_explain(frame, motive_label, motive_evidence, language),
         secondary_motives=secondary, stage=stage.id, stage_confidence=stage.score,
         stage_evidence=stage_evidence[:3],
         stage_explanation=stage_label.definition, needs=list(
@@ -260,13 +253,13 @@ def _motive_ids(taxonomy: Taxonomy) -> set[str]:
     return {m.id for m in taxonomy.motives}
 
 
-def _explain(motive: Any, evidence: list[str], language: str) -> str:
+def _explain(frame: ReplyFrame, motive: Motive | None, evidence: list[str],
+             language: str) -> str:
     if motive is None:
-        return ("文本不足以判断投诉动机。" if language == "zh"
-                else "The text does not show a complaint motive clearly.")
-    quoted = "、".join(f"“{e}”" for e in evidence[:2]) if evidence else ""
-    if language == "zh":
-        return (f"{quoted}体现出“{motive.zh}”的投诉动机。" if quoted
-                else f"判断为“{motive.zh}”动机。")
-    return (f"{', '.join(repr(e) for e in evidence[:2])} point to {motive.en.lower()}: "
-            f"{motive.definition}" if evidence else motive.definition)
+        return frame.explain_unclear
+    name = motive.zh if language == "zh" else motive.en.lower()
+    if not evidence:
+        return frame.explain.format(name=name)
+    quoted = ("、".join(f"“{e}”" for e in evidence[:2]) if language == "zh"
+              else ", ".join(f"'{e}'" for e in evidence[:2]))
+    return frame.explain_with_evidence.format(quotes=quoted, name=name)

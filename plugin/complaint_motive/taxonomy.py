@@ -79,15 +79,22 @@ class DoNotSay(_Frozen):
         return self.zh if language == "zh" else self.en
 
 
+class Abstention(Label):
+    reply: dict[Language, str]
+
+
 class ReplyFrame(_Frozen):
     opening: str
     closing: str
+    explain_with_evidence: str
+    explain: str
+    explain_unclear: str
 
 
 class Taxonomy(_Frozen):
     version: int
     motives: tuple[Motive, ...]
-    abstentions: tuple[Label, ...]
+    abstentions: tuple[Abstention, ...]
     stages: tuple[Stage, ...]
     needs: tuple[Need, ...]
     legitimacy: tuple[Label, ...]
