@@ -39,13 +39,14 @@ def confidence_level(*, score: float, agreement: float, evidence: bool,
                      backend: str, offline_agrees: bool = False) -> Level:
     """A coarse level from measured signals (the evaluation reports accuracy per level).
 
-    Offline: the classifier's probability and how many nearest exemplars share the label.
+    Offline: the classifier's calibrated probability (so 0.8 means about 80% of such calls
+    are right) and how many nearest exemplars share the label.
     LLM: whether the offline analyzer agrees, the model's own score, and evidence found.
     """
     if backend == "offline":
-        if score >= 0.6 and agreement >= 0.4:
+        if score >= 0.8 and agreement >= 0.4:
             return "high"
-        return "medium" if score >= 0.35 or agreement >= 0.5 else "low"
+        return "medium" if score >= 0.5 else "low"
     if offline_agrees and score >= 0.7 and evidence:
         return "high"
     return "medium" if offline_agrees or (score >= 0.6 and evidence) else "low"

@@ -320,7 +320,8 @@ def _plots(report: EvaluationReport, folder: Path) -> list[str]:
     for name, metrics in (("motive", report.motive), ("stage", report.stage)):
         if metrics is None:
             continue
-        figure, axis = plt.subplots(figsize=(8, 7) if name == "motive" else (6, 5))
+        figure, axis = plt.subplots(figsize=(8, 7) if name == "motive" else (6, 5),
+                                    layout="constrained")
         ConfusionMatrixDisplay(
             confusion_matrix=__import__("numpy").array(metrics.confusion),
             display_labels=metrics.labels).plot(ax=axis, cmap="Blues", colorbar=False,
@@ -329,12 +330,11 @@ def _plots(report: EvaluationReport, folder: Path) -> list[str]:
                        f"{metrics.macro_f1:.2f} (n={sum(map(sum, metrics.confusion))})")
         axis.set_xlabel("predicted")
         axis.set_ylabel("gold")
-        figure.tight_layout()
-        figure.savefig(folder / f"confusion_{name}.png", dpi=110)
+        figure.savefig(folder / f"confusion_{name}.png", dpi=100)
         plt.close(figure)
         written.append(f"confusion_{name}.png")
     if report.calibration:
-        figure, axis = plt.subplots(figsize=(5.5, 5))
+        figure, axis = plt.subplots(figsize=(5.5, 5), layout="constrained")
         centres = [b["mean_confidence"] for b in report.calibration]
         axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
         axis.plot(centres, [b["accuracy"] for b in report.calibration], "o-",
@@ -348,8 +348,7 @@ def _plots(report: EvaluationReport, folder: Path) -> list[str]:
         axis.set_ylabel("accuracy")
         axis.set_title("calibration of the motive confidence")
         axis.legend(loc="upper left")
-        figure.tight_layout()
-        figure.savefig(folder / "calibration.png", dpi=110)
+        figure.savefig(folder / "calibration.png", dpi=100)
         plt.close(figure)
         written.append("calibration.png")
     return written

@@ -20,7 +20,7 @@ def render_card(result: MotiveAnalysis, console: Console | None = None) -> None:
     motive, stage, risk = result.primary_motive, result.stage, result.risk
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # Chinese has no spaces to wrap at
     secondary = ", ".join(f"{m.id} ({m.zh})" for m in result.secondary_motives)
     table.add_row("motive", f"{motive.id} ({motive.zh}) {motive.confidence:.2f} "
                   f"[{motive.level} → {motive.action}]" + (f"  also: {secondary}"
