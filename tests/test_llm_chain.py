@@ -243,3 +243,12 @@ def test_log_records_carry_fields_but_no_text(llm_analyzer: MotiveAnalyzer, capl
     assert record.backend == "llm" and record.motive == "compensation"
     assert record.tokens == 1200
     assert COMPLAINT not in caplog.text and "退回" not in caplog.text
+
+
+def test_usage_of_earlier_attempts_survives_a_transport_failure(llm_analyzer, endpoint) -> None:
+    endpoint.steps = [answer(citations=["made-up#section"]), lambda b, s: error(500),
+                      lambda b, s: error(500)]
+    with pytest.raises(BackendError) as caught:
+        llm_analyzer.analyze(COMPLAINT)
+    assert caught.value.details["usage"]["input_tokens"] == 900
+    assert caught.value.details["attempts"] == 2

@@ -22,7 +22,13 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
-from .errors import BackendError, BackendUnavailable, ConfigurationError, OutputValidationError
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    ComplaintMotiveError,
+    ConfigurationError,
+    OutputValidationError,
+)
 from .prompts import reask_text
 from .schema import ModelAnswer, Usage, model_facing_schema
 from .settings import Settings
@@ -106,6 +112,56 @@ def _backend_error(error: Exception) -> BackendError | ConfigurationError:
     return BackendError(f"the LLM call failed: {type(error).__name__}")
 
 
+class _Exchange:
+    """The re-ask loop, free of I/O so the sync and async drivers share it: which request
+    to send next, what each answer was worth, and the token usage summed over attempts."""
+
+    def __init__(self, messages: list[BaseMessage], validate: Validator, *,
+                 attempts_allowed: int) -> None:
+        self.messages, self.validate = messages, validate
+        self.attempts_allowed = attempts_allowed
+        self.attempts = 0
+        self.usage = Usage()
+        self.problems: list[str] = []
+
+    def next_request(self) -> list[BaseMessage] | None:
+        if self.attempts >= self.attempts_allowed:
+            return None
+        self.attempts += 1
+        if not self.problems:
+            return self.messages
+        return [*self.messages, HumanMessage(reask_text(self.problems))]
+
+    def receive(self, out: dict[str, Any]) -> LLMReply | None:
+        """The reply when the answer is valid; otherwise remember why, for the re-ask."""
+        self.usage = self.usage + _usage(out.get("raw"))
+        parsed = out.get("parsed")
+        if isinstance(parsed, dict):
+            try:
+                answer = ModelAnswer.model_validate(parsed)
+            except ValidationError as error:
+                self.problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in error.errors()[:8]]
+            else:
+                self.problems = self.validate(answer)
+                if not self.problems:
+                    return LLMReply(answer, self.usage, self.attempts)
+        else:
+            refusal = getattr(out.get("raw"), "additional_kwargs", {}).get("refusal")
+            self.problems = [f"the model refused: {refusal}" if refusal else
+                             "the answer was empty or not valid JSON; reply with one JSON "
+                             "object"]
+        log.info("answer rejected (attempt %d): %d problems", self.attempts,
+                 len(self.problems))
+        return None
+
+    def invalid(self) -> OutputValidationError:
+        return OutputValidationError(
+            f"the model's answer stayed invalid after {self.attempts} attempts: "
+            f"{self.problems[0]}", problems=self.problems, attempts=self.attempts,
+            usage=self.usage.model_dump())
+
+
 class LLMBackend:
     """``ChatOpenAI`` with structured output, validation, one re-ask and a circuit breaker.
 
@@ -139,72 +195,36 @@ class LLMBackend:
 
     def answer(self, messages: list[BaseMessage], validate: Validator,
                config: RunnableConfig | None = None) -> LLMReply:
-        usage, attempts = Usage(), 0
-        problems: list[str] = []
-        for attempts in range(1, self.settings.reask + 2):  # noqa: B007
+        exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+        while (request := exchange.next_request()) is not None:
             self.breaker.check()
             try:
-                out = self.structured.invoke(self._turn(messages, problems), config=config)
+                out = self.structured.invoke(request, config=config)
             except Exception as error:
-                self.breaker.record(ok=False)
-                raise _backend_error(error) from error
+                raise self._failed(exchange, error) from error
             self.breaker.record(ok=True)
-            reply = self._judge(out, validate, usage, attempts)
-            if isinstance(reply, LLMReply):
+            if (reply := exchange.receive(out)) is not None:
                 return reply
-            usage, problems = reply
-        raise self._invalid(problems, usage, attempts)
+        raise exchange.invalid()
 
     async def aanswer(self, messages: list[BaseMessage], validate: Validator,
                       config: RunnableConfig | None = None) -> LLMReply:
-        usage, attempts = Usage(), 0
-        problems: list[str] = []
-        for attempts in range(1, self.settings.reask + 2):  # noqa: B007
+        exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+        while (request := exchange.next_request()) is not None:
             self.breaker.check()
             try:
-                out = await self.structured.ainvoke(self._turn(messages, problems),
-                                                     config=config)
+                out = await self.structured.ainvoke(request, config=config)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self.breaker.record(ok=False)
-                raise _backend_error(error) from error
+                raise self._failed(exchange, error) from error
             self.breaker.record(ok=True)
-            reply = self._judge(out, validate, usage, attempts)
-            if isinstance(reply, LLMReply):
+            if (reply := exchange.receive(out)) is not None:
                 return reply
-            usage, problems = reply
-        raise self._invalid(problems, usage, attempts)
+        raise exchange.invalid()
 
-    @staticmethod
-    def _turn(messages: list[BaseMessage], problems: list[str]) -> list[BaseMessage]:
-        return [*messages, HumanMessage(reask_text(problems))] if problems else messages
-
-    @staticmethod
-    def _judge(out: dict[str, Any], validate: Validator, usage: Usage,
-               attempts: int) -> LLMReply | tuple[Usage, list[str]]:
-        usage = usage + _usage(out.get("raw"))
-        parsed = out.get("parsed")
-        if isinstance(parsed, dict):
-            try:
-                answer = ModelAnswer.model_validate(parsed)
-            except ValidationError as error:
-                problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                            for e in error.errors()[:8]]
-            else:
-                problems = validate(answer)
-                if not problems:
-                    return LLMReply(answer, usage, attempts)
-        else:
-            raw = out.get("raw")
-            refusal = getattr(raw, "additional_kwargs", {}).get("refusal")
-            problems = [f"the model refused: {refusal}" if refusal else
-                        "the answer was empty or not valid JSON; reply with one JSON object"]
-        log.info("answer rejected (attempt %d): %d problems", attempts, len(problems))
-        return usage, problems
-
-    @staticmethod
-    def _invalid(problems: list[str], usage: Usage, attempts: int) -> OutputValidationError:
-        return OutputValidationError(
-            f"the model's answer stayed invalid after {attempts} attempts: {problems[0]}",
-            problems=problems, attempts=attempts, usage=usage.model_dump())
+    def _failed(self, exchange: _Exchange, error: Exception) -> ComplaintMotiveError:
+        self.breaker.record(ok=False)
+        failure = _backend_error(error)
+        failure.details.update(usage=exchange.usage.model_dump(), attempts=exchange.attempts)
+        return failure
