@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -415,7 +416,10 @@ def _failed(index: int, item_id: str | None, error: Exception) -> Outcome:
     logged, and reported without its message, which could quote the complaint."""
     if isinstance(error, ComplaintMotiveError):
         return Outcome(index=index, id=item_id, error=error.to_dict())
-    log.error("unexpected %s on input %d", type(error).__name__, index, exc_info=error)
+    # Where it happened, not the message or a full traceback: either could quote the text.
+    frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+    log.error("unexpected %s on input %d at %s:%s in %s", type(error).__name__, index,
+              *(frame.filename, frame.lineno, frame.name) if frame else ("?", "?", "?"))
     return Outcome(index=index, id=item_id, error={
         "kind": "internal", "type": type(error).__name__,
         "message": "unexpected internal error; see the log"})

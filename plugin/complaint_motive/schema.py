@@ -178,7 +178,8 @@ class Meta(BaseModel):
     prompt_version: str
     corpus_version: str
     taxonomy_version: int
-    latency_ms: float
+    latency_ms: float = Field(description="from the start of preparation to the result; in a "
+                              "batch this includes waiting for a free slot")
     attempts: int = 1
     usage: Usage = Usage()
     cost_usd: float | None = None
