@@ -86,3 +86,11 @@ def test_cli_eval_and_compare(settings, tmp_path: Path, monkeypatch: pytest.Monk
                                  "--limit", "2", "--quiet", "--compare", str(tmp_path / "a")])
     assert second.exit_code == 0, second.output
     assert "| motive.accuracy |" in second.stdout and "inputs changed prediction" in second.stdout
+
+
+def test_cli_refuses_missing_files_without_a_traceback(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert missing.exit_code == 1 and "not an evaluation report" in missing.stderr
+    no_input = runner.invoke(app, ["analyze", "--input", str(tmp_path / "none.jsonl")])
+    assert no_input.exit_code == 2

@@ -124,8 +124,9 @@ def search(text: str, k: Annotated[int, typer.Option("-k", min=1, max=50)] = 4,
 def analyze(
     text: Annotated[str | None, typer.Argument(help="the complaint, or a '[1] 客户: …' "
                                                "transcript; '-' reads standard input")] = None,
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="JSONL of "
-                                               "{id, text} (or {id, turns})")] = None,
+    input: Annotated[Path | None, typer.Option(
+        "--input", "-i", exists=True, dir_okay=False,
+        help="JSONL of {id, text} (or {id, turns})")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="JSONL results, in "
                                                 "input order")] = None,
     format: FormatOption = "text",
@@ -140,7 +141,7 @@ def analyze(
     if (text is None) == (input is None):
         raise typer.BadParameter("give either TEXT or --input FILE")
     try:
-        analyzer = _analyzer(backend=backend, fallback=fallback)
+        analyzer = _analyzer(backend=backend, fallback=fallback, quiet=quiet)
         if input is not None:
             failed = asyncio.run(_analyze_file(analyzer, input, output, concurrency, quiet))
             raise typer.Exit(1 if failed else 0)
@@ -156,11 +157,11 @@ def analyze(
         render_card(result)
 
 
-def _analyzer(**overrides: Any) -> MotiveAnalyzer:
+def _analyzer(*, quiet: bool = False, **overrides: Any) -> MotiveAnalyzer:
     from .analyzer import MotiveAnalyzer
 
     analyzer = MotiveAnalyzer(_settings(**overrides))
-    if analyzer.backend == "offline" and analyzer.settings.backend == "auto":
+    if not quiet and analyzer.backend == "offline" and analyzer.settings.backend == "auto":
         typer.echo("note: no LLM endpoint configured (OPENAI_API_KEY / OPENAI_BASE_URL); "
                    "using the offline analyzer", err=True)
     return analyzer
@@ -281,7 +282,8 @@ def import_corrections_command(
 
 @app.command("eval")
 def eval_command(
-    dataset: Annotated[Path, typer.Argument(help="JSONL of {id, text, motive, stage, …}")],
+    dataset: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                            help="JSONL of {id, text, motive, stage, …}")],
     report: Annotated[Path, typer.Option(help="folder for the report")],
     backend: BackendOption = None, fallback: FallbackOption = None,
     concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
@@ -296,22 +298,29 @@ def eval_command(
     from .evaluation import compare_reports, evaluate
 
     try:
-        analyzer = _analyzer(backend=backend, fallback=fallback)
+        analyzer = _analyzer(backend=backend, fallback=fallback, quiet=quiet)
         result = evaluate(dataset, analyzer, report_dir=report, concurrency=concurrency,
                           limit=limit, resume=resume, progress_bar=not quiet)
     except ComplaintMotiveError as error:
         raise _fail(error) from error
     typer.echo(result.summary())
     if compare is not None:
-        typer.echo(compare_reports(compare, report))
+        try:
+            typer.echo(compare_reports(compare, report))
+        except ComplaintMotiveError as error:
+            raise _fail(error) from error
 
 
 @app.command()
 def compare(before: Path, after: Path) -> None:
     """Compare two evaluation reports: metric deltas and changed predictions."""
+    from .errors import ComplaintMotiveError
     from .evaluation import compare_reports
 
-    typer.echo(compare_reports(before, after))
+    try:
+        typer.echo(compare_reports(before, after))
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
 
 
 @app.command()

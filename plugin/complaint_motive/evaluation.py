@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from .errors import InputError
 from .exemplars import LabelledComplaint, LineProblem, read_labelled
 
 if TYPE_CHECKING:
@@ -411,6 +412,9 @@ def _markdown(report: EvaluationReport, plots: list[str],
 def compare_reports(before: Path, after: Path) -> str:
     """A Markdown table of metric deltas and the inputs whose predictions changed."""
     def load(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        if not (folder / "metrics.json").is_file() or not (folder / "predictions.jsonl").is_file():
+            raise InputError(f"{folder} is not an evaluation report (no metrics.json and "
+                             "predictions.jsonl): run `complaint-motive eval … --report` first")
         metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         rows = [json.loads(line) for line in
                 (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if line]
