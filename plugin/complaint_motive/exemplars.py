@@ -3,7 +3,6 @@ for the offline analyzer, and the format of the evaluation sets."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,8 +73,3 @@ def _short(error: ValidationError) -> str:
     where = ".".join(str(p) for p in first["loc"]) or "line"
     return f"{where}: {first['msg']}" + (f" (+{error.error_count() - 1} more)"
                                           if error.error_count() > 1 else "")
-
-
-def dump_jsonl(item: BaseModel | dict[str, object]) -> str:
-    data = item.model_dump(mode="json", exclude_none=True) if isinstance(item, BaseModel) else item
-    return json.dumps(data, ensure_ascii=False)
