@@ -169,20 +169,23 @@ class KnowledgeIndex:
     def _ensure(self, kind: str, version: str, rebuild: bool) -> BuildReport:
         name = self._name(kind, version)
         started = time.perf_counter()
-        collection = None if rebuild else self._complete(name)
-        if collection is not None:
-            self._collections[kind] = collection
-            return BuildReport(kind, name, collection.count(),
-                               seconds=time.perf_counter() - started)
+        if not rebuild and (adopted := self._adopt(kind, name, started)):
+            return adopted
         with self._lock():
-            collection = None if rebuild else self._complete(name)  # another builder won
-            if collection is not None:
-                self._collections[kind] = collection
-                return BuildReport(kind, name, collection.count(),
-                                   seconds=time.perf_counter() - started)
+            # Another builder may have finished this version while we waited for the lock.
+            if not rebuild and (adopted := self._adopt(kind, name, started)):
+                return adopted
             report = self._build(kind, name, self._records(kind))
         report.seconds = time.perf_counter() - started
         return report
+
+    def _adopt(self, kind: str, name: str, started: float) -> BuildReport | None:
+        """Use the complete collection ``name`` if there is one."""
+        collection = self._complete(name)
+        if collection is None:
+            return None
+        self._collections[kind] = collection
+        return BuildReport(kind, name, collection.count(), seconds=time.perf_counter() - started)
 
     def _build(self, kind: str, name: str, records: list[_Record]) -> BuildReport:
         prefix = f"cm-{kind}-{self.model_slug}-"
