@@ -41,6 +41,7 @@ STORE_SCHEMA = "1"
 #: Bump when what is embedded for a guidance chunk changes (see ``guidance_embed_text``).
 GUIDANCE_RECIPE = "section+text+motive-cues/1"
 _BATCH = 256
+_KINDS = ("guidance", "exemplars")
 
 
 class RetrievedChunk(BaseModel):
@@ -156,7 +157,17 @@ class KnowledgeIndex:
     def ensure(self, *, rebuild: bool = False) -> list[BuildReport]:
         """Build what is missing or out of date; a no-op when everything is current."""
         versions = self.versions()
-        return [self._ensure(kind, versions[kind], rebuild) for kind in ("guidance", "exemplars")]
+        started = time.perf_counter()
+        if not rebuild:
+            adopted = [report for kind in _KINDS
+                       if (report := self._adopt(kind, self._name(kind, versions[kind]),
+                                                 started))]
+            if len(adopted) == len(_KINDS):
+                return adopted
+        # One lock for both collections: a builder finishes the whole index before another
+        # looks, so each process sees either everything built or nothing.
+        with self._lock():
+            return [self._ensure(kind, versions[kind], rebuild) for kind in _KINDS]
 
     def _records(self, kind: str) -> list[_Record]:
         if kind == "guidance":
@@ -167,15 +178,13 @@ class KnowledgeIndex:
         return f"cm-{kind}-{self.model_slug}-{version}"
 
     def _ensure(self, kind: str, version: str, rebuild: bool) -> BuildReport:
+        """Under the build lock: adopt the collection if another builder finished it while
+        we waited, else build it."""
         name = self._name(kind, version)
         started = time.perf_counter()
         if not rebuild and (adopted := self._adopt(kind, name, started)):
             return adopted
-        with self._lock():
-            # Another builder may have finished this version while we waited for the lock.
-            if not rebuild and (adopted := self._adopt(kind, name, started)):
-                return adopted
-            report = self._build(kind, name, self._records(kind))
+        report = self._build(kind, name, self._records(kind))
         report.seconds = time.perf_counter() - started
         return report
 
