@@ -92,7 +92,7 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
         score=answer.stage_confidence, agreement=1.0 if stage_id in signals.stage_cues else 0.0,
         evidence=bool(answer.stage_evidence), backend=backend,
         offline_agrees=offline_stage.id == stage_id)
-    real = motive_id in {m.id for m in taxonomy.motives}
+    real = taxonomy.is_motive(motive_id)
     motive_label: Label = (taxonomy.motive(motive_id) if real else
                            next(a for a in taxonomy.abstentions if a.id == motive_id))
     stage_label = taxonomy.stage(stage_id)

@@ -109,6 +109,6 @@ def do_not_say(language: str, motive_id: str | None) -> list[str]:
     """The do-not-say list for a complaint: the taxonomy's rules, then the motive's warnings."""
     taxonomy = load_taxonomy()
     rules = [rule.text("zh" if language == "zh" else "en") for rule in taxonomy.do_not_say]
-    if motive_id and motive_id in {m.id for m in taxonomy.motives}:
+    if motive_id and taxonomy.is_motive(motive_id):
         rules += list(taxonomy.motive(motive_id).avoid)
     return rules

@@ -118,6 +118,7 @@ class KnowledgeIndex:
         self._local_exemplars = local_exemplars
         self._collections: dict[str, Collection] = {}
         self._versions: dict[str, str] | None = None
+        self._guidance_count: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *,
@@ -194,6 +195,7 @@ class KnowledgeIndex:
         if collection is None:
             return None
         self._collections[kind] = collection
+        self._guidance_count = None
         return BuildReport(kind, name, collection.count(), seconds=time.perf_counter() - started)
 
     def _build(self, kind: str, name: str, records: list[_Record]) -> BuildReport:
@@ -225,6 +227,7 @@ class KnowledgeIndex:
             for old in removed:
                 self.client.delete_collection(old)
         self._collections[kind] = collection
+        self._guidance_count = None
         log.info("built %s: %d records, %d embedded", name, len(records), len(fresh))
         return BuildReport(kind, name, len(records), embedded=len(fresh),
                            reused=len(records) - len(fresh), built=True, removed=removed)
@@ -289,7 +292,10 @@ class KnowledgeIndex:
                 for rows in self._query("exemplars", vectors, k, None)]
 
     def guidance_count(self) -> int:
-        return self._collection("guidance").count()
+        # Asked on every preparation; a collection's size only changes when it is rebuilt.
+        if self._guidance_count is None:
+            self._guidance_count = self._collection("guidance").count()
+        return self._guidance_count
 
     def _query(self, kind: str, vectors: list[list[float]], k: int,
                where: dict[str, Any] | None,

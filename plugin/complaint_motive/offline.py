@@ -203,7 +203,8 @@ class Signals:
 
     def hint_motives(self, count: int = 2) -> list[str]:
         """The likeliest real motives, to steer guidance retrieval."""
-        return [a.id for a in self.motives if a.id not in ("unknown", "not_a_complaint")][:count]
+        taxonomy = load_taxonomy()
+        return [a.id for a in self.motives if taxonomy.is_motive(a.id)][:count]
 
 
 def collect_signals(text: str, scores: tuple[list[Alternative], list[Alternative]],
@@ -222,13 +223,13 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveMod
     """Build the same compact answer an LLM would give, from the signals and the taxonomy."""
     taxonomy = load_taxonomy()
     motive, stage = signals.motive, signals.stage
-    real_motive = motive.id not in ("unknown", "not_a_complaint")
+    real_motive = taxonomy.is_motive(motive.id)
     text = complaint.text
     motive_evidence = signals.motive_cues.get(motive.id) or model.best_clause(text, motive.id)
     stage_evidence = (signals.stage_cues.get(stage.id)
                       or model.best_clause(text, stage.id, stage=True))
     secondary = [a.id for a in signals.motives[1:3]
-                 if a.id != motive.id and a.score >= 0.15 and a.id in _motive_ids(taxonomy)]
+                 if a.id != motive.id and a.score >= 0.15 and taxonomy.is_motive(a.id)]
     motive_label = taxonomy.motive(motive.id) if real_motive else None
     stage_label = taxonomy.stage(stage.id)
     cited = [c.chunk_id for c in chunks if real_motive and motive.id in c.motives]
@@ -252,10 +253,6 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveMod
         avoid=list(motive_label.avoid if motive_label else ()),
         reply=(" " if language == "en" else "").join((frame.opening, body, frame.closing)),
         citations=cited or [c.chunk_id for c in chunks[:1]])
-
-
-def _motive_ids(taxonomy: Taxonomy) -> set[str]:
-    return {m.id for m in taxonomy.motives}
 
 
 def _explain(frame: ReplyFrame, motive: Motive | None, evidence: list[str],

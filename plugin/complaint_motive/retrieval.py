@@ -18,6 +18,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from .index import KnowledgeIndex, RetrievedChunk, RetrievedExemplar
+from .taxonomy import load_taxonomy
 
 
 def motive_votes(neighbours: Sequence[RetrievedExemplar]) -> list[tuple[str, float]]:
@@ -66,8 +67,9 @@ def retrieve_guidance(index: KnowledgeIndex, text: str, k: int = 4, *,
     if not motives:
         if neighbours is None:
             neighbours = index.similar_exemplars_many(vector, 8)[0]
-        motives = [m for m, _ in motive_votes(neighbours)
-                   if m not in ("unknown", "not_a_complaint")][:hint_motives]
+        taxonomy = load_taxonomy()
+        motives = [m for m, _ in motive_votes(neighbours) if taxonomy.is_motive(m)
+                   ][:hint_motives]
     candidates = index.search_many(vector, candidate_pool(index, k))[0]
     return steer(candidates, k, motives)
 

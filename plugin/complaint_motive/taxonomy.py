@@ -105,6 +105,10 @@ class Taxonomy(_Frozen):
     reply_frame: dict[Language, ReplyFrame]
     fingerprint: str = Field(default="", description="content hash of the YAML file")
 
+    def is_motive(self, label_id: str) -> bool:
+        """One of the nine motives (not an abstention such as ``unknown``)."""
+        return any(m.id == label_id for m in self.motives)
+
     def motive(self, motive_id: str) -> Motive:
         return _by_id(self.motives, motive_id)
 
