@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(SECTIONS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check plugin tests bench

@@ -48,6 +48,20 @@ def test_report_files_and_stable_keys(offline: MotiveAnalyzer, tmp_path: Path) -
         assert Image.open(tmp_path / "r" / picture).size[0] > 300
 
 
+def test_report_plots_leave_the_callers_matplotlib_backend_alone(
+        offline: MotiveAnalyzer, tmp_path: Path) -> None:
+    import matplotlib
+
+    chosen = matplotlib.get_backend()
+    matplotlib.use("svg")  # as a notebook or a script might have chosen
+    try:
+        evaluate(_dataset(tmp_path / "set.jsonl"), offline, report_dir=tmp_path / "r")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(chosen)
+    assert Image.open(tmp_path / "r" / "confusion_motive.png").format == "PNG"
+
+
 def test_alt_motives_count_as_correct_and_are_reported() -> None:
     base = {"text": "t", "gold_stage": "complaint", "stage": "complaint", "confidence": 0.9,
             "level": "high", "cited": 1, "evidence_found": True}
@@ -55,12 +69,37 @@ def test_alt_motives_count_as_correct_and_are_reported() -> None:
         Prediction(id="a", gold_motive="leverage", alt_motives=["compensation"],
                    motive="compensation", **base),
         Prediction(id="b", gold_motive="venting", motive="venting", **base),
-        Prediction(id="c", gold_motive="respect", motive="venting", **base),
+        Prediction(id="c", gold_motive="respect", motive="venting", secondary=["respect"],
+                   **base),
+        Prediction(id="d", gold_motive="recognition", alt_motives=["respect"],
+                   motive="venting", secondary=["respect"], **base),
     ]
     report = build_report(predictions, [], {})
     assert report.counted_via_alt_motives == 1
-    assert report.motive.accuracy == pytest.approx(2 / 3, abs=1e-3)
-    assert report.levels["high"]["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
+    assert report.motive.accuracy == pytest.approx(2 / 4)
+    assert report.levels["high"].accuracy == pytest.approx(2 / 4)
+    # a and d carry alternatives; only d's secondary names one.
+    assert report.secondary_hit_rate == pytest.approx(1 / 2)
+    # c and d missed; c's gold motive is among its secondaries, d's is not.
+    assert report.gold_in_secondary_when_missed == pytest.approx(1 / 2)
+
+
+def test_labels_follow_the_taxonomy_order() -> None:
+    base = {"text": "t", "confidence": 0.9, "level": "high"}
+    predictions = [
+        Prediction(id="1", gold_motive="leverage", motive="venting", gold_stage="complaint",
+                   stage="complaint", **base),
+        Prediction(id="2", gold_motive="venting", motive="venting",
+                   gold_stage="latent_grievance", stage="voiced_grievance", **base),
+        Prediction(id="3", gold_motive="compensation", motive="not_a_complaint",
+                   gold_stage="latent_complaint", stage="latent_complaint", **base),
+    ]
+    report = build_report(predictions, [], {})
+    # Stages in the order a customer moves through them, so near misses sit by the diagonal.
+    assert report.stage.labels == ["latent_grievance", "voiced_grievance", "latent_complaint",
+                                   "complaint"]
+    assert report.motive.labels == ["venting", "compensation", "leverage", "not_a_complaint"]
+    assert report.stage.confusion[0] == [0, 1, 0, 0]
 
 
 def test_resume_continues_an_interrupted_run(offline: MotiveAnalyzer, tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .exemplars import LabelledComplaint, LineProblem, read_labelled
+from .plots import warm_up as warm_up_plots
+from .taxonomy import PrimaryMotiveId, StageId
 
 if TYPE_CHECKING:
     from .analyzer import MotiveAnalyzer, Outcome
@@ -63,14 +65,41 @@ class Prediction(BaseModel):
                                             or self.motive in self.alt_motives)
 
 
+class ClassMetrics(BaseModel):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
 class LabelMetrics(BaseModel):
     accuracy: float
     macro_f1: float
     labels: list[str]
-    per_class: dict[str, dict[str, float]]
+    per_class: dict[str, ClassMetrics]
     confusion: list[list[int]]
     majority_baseline: float = Field(description="accuracy of always answering the most "
                                      "common gold label")
+
+
+class CalibrationBucket(BaseModel):
+    """Items whose motive confidence falls in ``[low, high)``, and how often they were right."""
+
+    low: float
+    high: float
+    n: int
+    mean_confidence: float
+    accuracy: float
+
+
+class LevelFigures(BaseModel):
+    """How many items got a confidence level, and how often those were right."""
+
+    n: int
+    share: float
+    accuracy: float
+    stage_share: float
+    stage_accuracy: float
 
 
 class EvaluationReport(BaseModel):
@@ -85,8 +114,11 @@ class EvaluationReport(BaseModel):
     counted_via_alt_motives: int
     secondary_hit_rate: float | None = Field(
         description="share of items with alt_motives where a secondary motive hits one")
-    calibration: list[dict[str, float]]
-    levels: dict[str, dict[str, float]] = Field(description="share and accuracy per level")
+    gold_in_secondary_when_missed: float | None = Field(
+        description="share of items whose primary motive was wrong where the gold motive "
+        "is among the secondary motives")
+    calibration: list[CalibrationBucket]
+    levels: dict[str, LevelFigures]
     grounding: dict[str, float]
     errors_by_kind: dict[str, int]
     degraded: int
@@ -134,11 +166,14 @@ def _prediction(item: LabelledComplaint, outcome: Outcome) -> Prediction:
         output_tokens=result.meta.usage.output_tokens, cost_usd=result.meta.cost_usd)
 
 
-def _label_metrics(gold: list[str], predicted: list[str]) -> LabelMetrics:
+def _label_metrics(gold: list[str], predicted: list[str], order: Sequence[str]) -> LabelMetrics:
+    """Metrics over the labels present, in the taxonomy's ``order`` (stages in the order a
+    customer moves through them), then any label the taxonomy does not know."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
     from sklearn.metrics import precision_recall_fscore_support as prfs
 
-    labels = sorted(set(gold) | set(predicted))
+    present = set(gold) | set(predicted)
+    labels = [label for label in order if label in present] + sorted(present - set(order))
     precision, recall, f1, support = prfs(gold, predicted, labels=labels, zero_division=0)
     majority = Counter(gold).most_common(1)[0][1] / len(gold)
     return LabelMetrics(
@@ -146,8 +181,8 @@ def _label_metrics(gold: list[str], predicted: list[str]) -> LabelMetrics:
         macro_f1=round(float(f1_score(gold, predicted, labels=sorted(set(gold)),
                                       average="macro", zero_division=0)), 4),
         labels=labels,
-        per_class={label: {"precision": round(float(p), 4), "recall": round(float(r), 4),
-                           "f1": round(float(f), 4), "support": int(s)}
+        per_class={label: ClassMetrics(precision=round(float(p), 4), recall=round(float(r), 4),
+                                       f1=round(float(f), 4), support=int(s))
                    for label, p, r, f, s in zip(labels, precision, recall, f1, support,
                                                 strict=True)},
         confusion=confusion_matrix(gold, predicted, labels=labels).tolist(),
@@ -169,31 +204,32 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
     # With an accepted alternative, the gold label becomes the prediction for the metrics.
     motive = _label_metrics([(p.motive or "") if p.motive_correct else p.gold_motive
                              for p in answered],
-                            [p.motive or "" for p in answered]) if answered else None
+                            [p.motive or "" for p in answered],
+                            list(PrimaryMotiveId)) if answered else None
     staged = [p for p in answered if p.gold_stage]
     stage = _label_metrics([p.gold_stage or "" for p in staged],
-                           [p.stage or "" for p in staged]) if staged else None
+                           [p.stage or "" for p in staged], list(StageId)) if staged else None
     with_alts = [p for p in answered if p.alt_motives]
+    missed = [p for p in answered if not p.motive_correct]
     calibration = []
     for low, high in zip(_BUCKETS, _BUCKETS[1:], strict=False):
         bucket = [p for p in answered if p.confidence is not None and low <= p.confidence < high]
         if bucket:
-            calibration.append({
-                "low": low, "high": min(high, 1.0), "n": len(bucket),
-                "mean_confidence": round(statistics.fmean(p.confidence or 0 for p in bucket), 4),
-                "accuracy": round(sum(p.motive_correct for p in bucket) / len(bucket), 4)})
+            calibration.append(CalibrationBucket(
+                low=low, high=min(high, 1.0), n=len(bucket),
+                mean_confidence=round(statistics.fmean(p.confidence or 0 for p in bucket), 4),
+                accuracy=round(sum(p.motive_correct for p in bucket) / len(bucket), 4)))
     levels = {}
     for level in LEVELS:
         chosen = [p for p in answered if p.level == level]
         staged_level = [p for p in staged if p.stage_level == level]
-        levels[level] = {
-            "share": round(len(chosen) / len(answered), 4) if answered else 0.0,
-            "n": len(chosen),
-            "accuracy": round(sum(p.motive_correct for p in chosen) / len(chosen), 4)
+        levels[level] = LevelFigures(
+            n=len(chosen), share=round(len(chosen) / len(answered), 4) if answered else 0.0,
+            accuracy=round(sum(p.motive_correct for p in chosen) / len(chosen), 4)
             if chosen else 0.0,
-            "stage_share": round(len(staged_level) / len(staged), 4) if staged else 0.0,
-            "stage_accuracy": round(sum(p.stage == p.gold_stage for p in staged_level)
-                                    / len(staged_level), 4) if staged_level else 0.0}
+            stage_share=round(len(staged_level) / len(staged), 4) if staged else 0.0,
+            stage_accuracy=round(sum(p.stage == p.gold_stage for p in staged_level)
+                                 / len(staged_level), 4) if staged_level else 0.0)
     latencies = [p.latency_ms for p in answered if p.latency_ms is not None]
     return EvaluationReport(
         n=len(predictions), errors=len(predictions) - len(answered), skipped_lines=skipped,
@@ -201,6 +237,8 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
         secondary_hit_rate=round(sum(bool(set(p.secondary) & set(p.alt_motives))
                                      for p in with_alts) / len(with_alts), 4)
         if with_alts else None,
+        gold_in_secondary_when_missed=round(sum(p.gold_motive in p.secondary for p in missed)
+                                            / len(missed), 4) if missed else None,
         calibration=calibration, levels=levels,
         grounding={
             "with_valid_citation": round(sum(p.cited > 0 for p in answered)
@@ -256,6 +294,7 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
                     kept = Prediction.model_validate_json(line)
                     done[kept.id] = kept
     todo = [item for item in items if item.id not in done]
+    warming: threading.Thread | None = None
     sink = predictions_path.open("a" if resume else "w", encoding="utf-8") \
         if predictions_path else None
     try:
@@ -267,7 +306,8 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
                 if position == 0 and report_dir is not None:
                     # Plotting needs matplotlib (about a second to import): load it while
                     # later inputs wait on the model, not while the first are prepared.
-                    threading.Thread(target=_import_plotting, daemon=True).start()
+                    warming = threading.Thread(target=warm_up_plots, daemon=True)
+                    warming.start()
                 item = todo[position]
                 position += 1
                 done[item.id] = prediction = _prediction(item, outcome)
@@ -290,25 +330,10 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
            "concurrency": concurrency, "resumed": len(items) - len(todo)}
     report = build_report(ordered, skipped, run)
     if report_dir is not None:
+        if warming is not None:
+            warming.join()  # fonts are shared, and matplotlib's text rendering is not thread-safe
         write_report(report, ordered, report_dir)
     return report
-
-
-def _import_plotting() -> None:
-    """Import matplotlib and draw one throwaway figure: the first draw loads fonts."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import sklearn.metrics  # noqa: F401
-
-    figure, axis = plt.subplots(figsize=(2, 2))
-    axis.set_title("warm-up")
-    axis.text(0.5, 0.5, "0123456789")
-    figure.savefig(io.BytesIO(), format="png")
-    plt.close(figure)
 
 
 def write_report(report: EvaluationReport, predictions: Sequence[Prediction],
@@ -320,51 +345,20 @@ def write_report(report: EvaluationReport, predictions: Sequence[Prediction],
 
 
 def _plots(report: EvaluationReport, folder: Path) -> list[str]:
-    import matplotlib
-    import numpy as np
+    from .plots import calibration_figure, confusion_figure, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    # Fixed margins rather than a layout engine: a layout pass costs a second draw, and the
-    # report's time is measured against the analyzer's (bench/).
     written = []
     for name, metrics in (("motive", report.motive), ("stage", report.stage)):
         if metrics is None:
             continue
-        figure, axis = plt.subplots(figsize=(8, 7) if name == "motive" else (6, 5))
-        figure.subplots_adjust(left=0.25, bottom=0.25 if name == "motive" else 0.3,
-                               right=0.97, top=0.93)
-        ConfusionMatrixDisplay(
-            confusion_matrix=np.array(metrics.confusion),
-            display_labels=metrics.labels).plot(ax=axis, cmap="Blues", colorbar=False,
-                                                xticks_rotation=45)
-        axis.set_title(f"{name}: accuracy {metrics.accuracy:.2f}, macro-F1 "
-                       f"{metrics.macro_f1:.2f} (n={sum(map(sum, metrics.confusion))})")
-        axis.set_xlabel("predicted")
-        axis.set_ylabel("gold")
-        figure.savefig(folder / f"confusion_{name}.png", dpi=100)
-        plt.close(figure)
+        save(confusion_figure(
+            metrics.labels, metrics.confusion,
+            f"{name}: accuracy {metrics.accuracy:.2f}, macro-F1 {metrics.macro_f1:.2f} "
+            f"(n={sum(map(sum, metrics.confusion))})"), folder / f"confusion_{name}.png")
         written.append(f"confusion_{name}.png")
     if report.calibration:
-        figure, axis = plt.subplots(figsize=(5.5, 5))
-        figure.subplots_adjust(left=0.13, bottom=0.11, right=0.97, top=0.93)
-        centres = [b["mean_confidence"] for b in report.calibration]
-        axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-        axis.plot(centres, [b["accuracy"] for b in report.calibration], "o-",
-                  label="motive accuracy")
-        for b, x in zip(report.calibration, centres, strict=True):
-            axis.annotate(f"n={int(b['n'])}", (x, b["accuracy"]), textcoords="offset points",
-                          xytext=(4, -12), fontsize=8)
-        axis.set_xlim(0, 1)
-        axis.set_ylim(0, 1.05)
-        axis.set_xlabel("confidence (bucket mean)")
-        axis.set_ylabel("accuracy")
-        axis.set_title("calibration of the motive confidence")
-        axis.legend(loc="upper left")
-        figure.savefig(folder / "calibration.png", dpi=100)
-        plt.close(figure)
+        save(calibration_figure([(b.mean_confidence, b.accuracy, b.n)
+                                 for b in report.calibration]), folder / "calibration.png")
         written.append("calibration.png")
     return written
 
@@ -382,7 +376,10 @@ def _markdown(report: EvaluationReport, plots: list[str],
                       f"{metrics.majority_baseline:.3f}) |",
                       f"| {name} macro-F1 | {metrics.macro_f1:.3f} |"]
     lines += [f"| counted via alt_motives | {report.counted_via_alt_motives} |",
-              f"| secondary-motive hit rate | {report.secondary_hit_rate} |",
+              f"| secondary-motive hit rate (items with alt_motives) | "
+              f"{report.secondary_hit_rate} |",
+              f"| gold motive among the secondaries when the primary missed | "
+              f"{report.gold_in_secondary_when_missed} |",
               f"| results with a valid citation | {report.grounding['with_valid_citation']} |",
               f"| evidence quotes found in the text | {report.grounding['evidence_found']} |",
               f"| latency p50 / p95 (ms) | {report.latency_ms['p50']} / "
@@ -390,13 +387,13 @@ def _markdown(report: EvaluationReport, plots: list[str],
               f"| tokens / cost | {report.tokens['total']} / ${report.cost_usd:.4f} |", "",
               "## Confidence levels\n", "| level | share | motive accuracy | stage share | "
               "stage accuracy |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {level} | {v['share']:.2f} | {v['accuracy']:.2f} | {v['stage_share']:.2f} | "
-              f"{v['stage_accuracy']:.2f} |" for level, v in report.levels.items()]
+    lines += [f"| {level} | {v.share:.2f} | {v.accuracy:.2f} | {v.stage_share:.2f} | "
+              f"{v.stage_accuracy:.2f} |" for level, v in report.levels.items()]
     if report.motive:
         lines += ["", "## Per motive\n", "| motive | precision | recall | F1 | support |",
                   "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {label} | {m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} | "
-                  f"{int(m['support'])} |" for label, m in report.motive.per_class.items()]
+        lines += [f"| {label} | {m.precision:.2f} | {m.recall:.2f} | {m.f1:.2f} | "
+                  f"{m.support} |" for label, m in report.motive.per_class.items()]
     lines += ["", *[f"![{p}]({p})" for p in plots]]
     if report.skipped_lines:
         lines += ["", "## Skipped lines\n"] + [f"- line {p.line}: {p.message}"
