@@ -84,6 +84,28 @@ def test_alt_motives_count_as_correct_and_are_reported() -> None:
     assert report.gold_in_secondary_when_missed == pytest.approx(1 / 2)
 
 
+def test_needs_risk_flags_and_legitimacy_are_scored_where_annotated() -> None:
+    base = {"text": "t", "gold_motive": "venting", "motive": "venting", "gold_stage": None}
+    predictions = [
+        Prediction(id="a", gold_needs=["emotional", "respect"], needs=["emotional"],
+                   gold_risk_flags=["exposure_threat", "abuse"], risk_flags=["abuse"],
+                   gold_legitimacy="legitimate", legitimacy="undetermined", **base),
+        Prediction(id="b", gold_needs=["factual"], needs=["factual", "emotional"],
+                   gold_risk_flags=["exposure_threat"], risk_flags=["exposure_threat"],
+                   **base),
+        # Not annotated: counts in none of the three.
+        Prediction(id="c", needs=["emotional"], risk_flags=["abuse"],
+                   legitimacy="legitimate", **base),
+    ]
+    report = build_report(predictions, [], {})
+    # Gold pairs 3, predicted pairs 3, right 2.
+    assert (report.needs.n, report.needs.precision, report.needs.recall) == (2, 0.6667, 0.6667)
+    assert report.risk_flags.n == 2 and report.risk_flags.recall == pytest.approx(2 / 3, 1e-3)
+    assert report.risk_flags.per_flag == {"exposure_threat": 0.5, "abuse": 1.0}
+    assert (report.legitimacy.n, report.legitimacy.accuracy) == (1, 0.0)
+    assert build_report(predictions[2:], [], {}).needs is None
+
+
 def test_labels_follow_the_taxonomy_order() -> None:
     base = {"text": "t", "confidence": 0.9, "level": "high"}
     predictions = [

@@ -12,6 +12,7 @@ import json
 import statistics
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .exemplars import LabelledComplaint, LineProblem, read_labelled
 from .plots import warm_up as warm_up_plots
-from .taxonomy import PrimaryMotiveId, StageId
+from .taxonomy import NeedId, PrimaryMotiveId, RiskFlagId, StageId
 
 if TYPE_CHECKING:
     from .analyzer import MotiveAnalyzer, Outcome
@@ -49,6 +50,10 @@ class Prediction(BaseModel):
     stage_level: str | None = None
     risk_flags: list[str] = []
     gold_risk_flags: list[str] = []
+    needs: list[str] = []
+    gold_needs: list[str] = []
+    legitimacy: str | None = None
+    gold_legitimacy: str | None = None
     cited: int = 0
     evidence_found: bool | None = None
     degraded: bool = False
@@ -102,6 +107,29 @@ class LevelFigures(BaseModel):
     stage_accuracy: float
 
 
+class SetFigures(BaseModel):
+    """Multi-label scores (micro-averaged) over the items annotated with gold labels."""
+
+    n: int
+    precision: float
+    recall: float
+    f1: float
+
+
+class RecallFigures(BaseModel):
+    """Gold flags found, over the items annotated with at least one: annotations list the
+    flags present, not their absence, so precision cannot be measured."""
+
+    n: int
+    recall: float
+    per_flag: dict[str, float]
+
+
+class AccuracyFigures(BaseModel):
+    n: int
+    accuracy: float
+
+
 class EvaluationReport(BaseModel):
     """``metrics.json``; the keys ``n``, ``errors``, ``motive.accuracy``, ``motive.macro_f1``,
     ``stage.accuracy`` and ``stage.macro_f1`` are stable."""
@@ -118,6 +146,9 @@ class EvaluationReport(BaseModel):
         description="share of items whose primary motive was wrong where the gold motive "
         "is among the secondary motives")
     calibration: list[CalibrationBucket]
+    needs: SetFigures | None = Field(description="over items with gold needs")
+    risk_flags: RecallFigures | None = Field(description="over items with gold risk flags")
+    legitimacy: AccuracyFigures | None = Field(description="over items with gold legitimacy")
     levels: dict[str, LevelFigures]
     grounding: dict[str, float]
     errors_by_kind: dict[str, int]
@@ -146,7 +177,9 @@ def _prediction(item: LabelledComplaint, outcome: Outcome) -> Prediction:
     base = dict(id=item.id, text=item.text, gold_motive=item.motive.value,
                 gold_stage=item.stage.value if item.stage else None,
                 alt_motives=[a.value for a in item.alt_motives],
-                gold_risk_flags=[f.value for f in item.risk_flags])
+                gold_risk_flags=[f.value for f in item.risk_flags],
+                gold_needs=[n.value for n in item.needs],
+                gold_legitimacy=item.legitimacy.value if item.legitimacy else None)
     result = outcome.result
     if result is None:
         return Prediction(**base, error=outcome.error)
@@ -157,6 +190,7 @@ def _prediction(item: LabelledComplaint, outcome: Outcome) -> Prediction:
         confidence=result.primary_motive.confidence, level=result.primary_motive.level,
         stage_confidence=result.stage.confidence, stage_level=result.stage.level,
         risk_flags=result.risk.flags, cited=len(result.citations),
+        needs=[n.id for n in result.needs.items], legitimacy=result.legitimacy.id,
         # Quotes are checked against the masked text the backend saw; masks do not occur
         # in the gold text, so a quote with a mask in it counts as found.
         evidence_found=bool(quotes) and all(quote_found(q, item.text) or "[" in q
@@ -176,6 +210,9 @@ def _label_metrics(gold: list[str], predicted: list[str], order: Sequence[str]) 
     labels = [label for label in order if label in present] + sorted(present - set(order))
     precision, recall, f1, support = prfs(gold, predicted, labels=labels, zero_division=0)
     majority = Counter(gold).most_common(1)[0][1] / len(gold)
+    with warnings.catch_warnings():  # one label alone is a fine 1×1 matrix: we pass labels
+        warnings.filterwarnings("ignore", message="A single label was found")
+        confusion = confusion_matrix(gold, predicted, labels=labels).tolist()
     return LabelMetrics(
         accuracy=round(float(accuracy_score(gold, predicted)), 4),
         macro_f1=round(float(f1_score(gold, predicted, labels=sorted(set(gold)),
@@ -185,8 +222,42 @@ def _label_metrics(gold: list[str], predicted: list[str], order: Sequence[str]) 
                                        f1=round(float(f), 4), support=int(s))
                    for label, p, r, f, s in zip(labels, precision, recall, f1, support,
                                                 strict=True)},
-        confusion=confusion_matrix(gold, predicted, labels=labels).tolist(),
+        confusion=confusion,
         majority_baseline=round(majority, 4))
+
+
+def _set_figures(answered: list[Prediction]) -> SetFigures | None:
+    from sklearn.metrics import precision_recall_fscore_support as prfs
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    annotated = [p for p in answered if p.gold_needs]
+    if not annotated:
+        return None
+    binarize = MultiLabelBinarizer(classes=list(NeedId))
+    gold = binarize.fit_transform([p.gold_needs for p in annotated])
+    # An unknown need id cannot come back: results are validated against the taxonomy.
+    predicted = binarize.transform([p.needs for p in annotated])
+    precision, recall, f1, _ = prfs(gold, predicted, average="micro", zero_division=0)
+    return SetFigures(n=len(annotated), precision=round(float(precision), 4),
+                      recall=round(float(recall), 4), f1=round(float(f1), 4))
+
+
+def _flag_recall(answered: list[Prediction]) -> RecallFigures | None:
+    from sklearn.metrics import recall_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    annotated = [p for p in answered if p.gold_risk_flags]
+    if not annotated:
+        return None
+    binarize = MultiLabelBinarizer(classes=list(RiskFlagId))
+    gold = binarize.fit_transform([p.gold_risk_flags for p in annotated])
+    predicted = binarize.transform([p.risk_flags for p in annotated])
+    per_flag = recall_score(gold, predicted, average=None, zero_division=0)
+    return RecallFigures(
+        n=len(annotated),
+        recall=round(float(recall_score(gold, predicted, average="micro", zero_division=0)), 4),
+        per_flag={flag: round(float(r), 4) for flag, r, support
+                  in zip(binarize.classes_, per_flag, gold.sum(axis=0), strict=True) if support})
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -211,6 +282,7 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
                            [p.stage or "" for p in staged], list(StageId)) if staged else None
     with_alts = [p for p in answered if p.alt_motives]
     missed = [p for p in answered if not p.motive_correct]
+    judged = [p for p in answered if p.gold_legitimacy]
     calibration = []
     for low, high in zip(_BUCKETS, _BUCKETS[1:], strict=False):
         bucket = [p for p in answered if p.confidence is not None and low <= p.confidence < high]
@@ -239,7 +311,12 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
         if with_alts else None,
         gold_in_secondary_when_missed=round(sum(p.gold_motive in p.secondary for p in missed)
                                             / len(missed), 4) if missed else None,
-        calibration=calibration, levels=levels,
+        calibration=calibration, levels=levels, needs=_set_figures(answered),
+        risk_flags=_flag_recall(answered),
+        legitimacy=AccuracyFigures(
+            n=len(judged), accuracy=round(sum(p.legitimacy == p.gold_legitimacy
+                                              for p in judged) / len(judged), 4))
+        if judged else None,
         grounding={
             "with_valid_citation": round(sum(p.cited > 0 for p in answered)
                                          / len(answered), 4) if answered else 0.0,
@@ -380,6 +457,13 @@ def _markdown(report: EvaluationReport, plots: list[str],
               f"{report.secondary_hit_rate} |",
               f"| gold motive among the secondaries when the primary missed | "
               f"{report.gold_in_secondary_when_missed} |",
+              *([f"| needs, micro precision / recall (n={report.needs.n}) | "
+                 f"{report.needs.precision:.2f} / {report.needs.recall:.2f} |"]
+                if report.needs else []),
+              *([f"| risk flags found (n={report.risk_flags.n}) | "
+                 f"{report.risk_flags.recall:.2f} |"] if report.risk_flags else []),
+              *([f"| legitimacy accuracy (n={report.legitimacy.n}) | "
+                 f"{report.legitimacy.accuracy:.2f} |"] if report.legitimacy else []),
               f"| results with a valid citation | {report.grounding['with_valid_citation']} |",
               f"| evidence quotes found in the text | {report.grounding['evidence_found']} |",
               f"| latency p50 / p95 (ms) | {report.latency_ms['p50']} / "
@@ -427,8 +511,9 @@ def compare_reports(before: Path, after: Path) -> str:
 
     lines = [f"| metric | {before.name} | {after.name} | Δ |", "| --- | --- | --- | --- |"]
     for path in ("n", "errors", "motive.accuracy", "motive.macro_f1", "stage.accuracy",
-                 "stage.macro_f1", "grounding.with_valid_citation", "latency_ms.p50",
-                 "cost_usd"):
+                 "stage.macro_f1", "needs.f1", "risk_flags.recall", "legitimacy.accuracy",
+                 "grounding.with_valid_citation", "grounding.evidence_found", "degraded",
+                 "latency_ms.p50", "latency_ms.p95", "tokens.total", "cost_usd"):
         a, b = value(old, path), value(new, path)
         delta = f"{b - a:+.4f}" if a is not None and b is not None else ""
         lines.append(f"| {path} | {a} | {b} | {delta} |")
