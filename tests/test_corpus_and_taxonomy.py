@@ -37,8 +37,35 @@ def test_enums_come_from_the_taxonomy() -> None:
 def test_every_motive_has_cues_guidance_replies_and_frameworks() -> None:
     for motive in load_taxonomy().motives:
         assert len(motive.cues) >= 10, motive.id
-        assert motive.handling and motive.avoid and motive.frameworks, motive.id
-        assert set(motive.reply) == {"zh", "en"}, motive.id
+        assert motive.frameworks, motive.id
+        for language in ("zh", "en"):
+            assert motive.handling[language] and motive.avoid[language], motive.id
+            assert motive.reply[language], motive.id
+
+
+def test_english_guidance_text_is_english_and_chinese_is_chinese() -> None:
+    taxonomy = load_taxonomy()
+    localized = [text for m in taxonomy.motives for text in (m.handling, m.avoid, m.reply)]
+    localized += [text for s in taxonomy.stages for text in (s.handling, s.explanation)]
+    han = re.compile(r"[\u4e00-\u9fff]")
+    for both in localized:
+        assert all(not han.search(text) for text in _flatten(both.en)), both.en
+        assert all(han.search(text) for text in _flatten(both.zh)), both.zh
+
+
+def _flatten(value: str | tuple[str, ...]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_a_motive_with_uneven_translations_is_refused(tmp_path: Path) -> None:
+    import yaml
+
+    from complaint_motive.taxonomy import Taxonomy
+
+    raw = yaml.safe_load((corpus_dir() / "taxonomy.yaml").read_text(encoding="utf-8"))
+    raw["motives"][0]["handling"]["en"] = raw["motives"][0]["handling"]["en"][:1]
+    with pytest.raises(ValueError, match="venting: handling"):
+        Taxonomy.model_validate(raw)
 
 
 def test_guidance_has_five_documents_with_front_matter() -> None:

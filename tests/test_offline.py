@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,19 @@ def test_english_complaint_gets_an_english_reply(offline: MotiveAnalyzer) -> Non
     result = offline.analyze("I was charged twice for one order. Refund the duplicate now.")
     assert result.reply.language == "en"
     assert result.reply.text.startswith("Hello,")
+    # Everything an English-speaking agent reads is English, not the Chinese guidance.
+    han = re.compile(r"[\u4e00-\u9fff]")
+    for text in [*result.handling.steps, *result.handling.avoid, *result.primary_motive.handling,
+                 result.stage.handling, result.stage.explanation,
+                 result.primary_motive.explanation]:
+        assert text and not han.search(text), text
+
+
+def test_chinese_complaint_gets_chinese_handling(offline: MotiveAnalyzer) -> None:
+    result = offline.analyze("快递丢了一个星期没人管,我要求赔偿")
+    assert result.reply.language == "zh"
+    for text in [*result.handling.steps, *result.primary_motive.handling, result.stage.handling]:
+        assert re.search(r"[\u4e00-\u9fff]", text), text
 
 
 def test_risk_flags_come_from_explicit_signals(offline: MotiveAnalyzer) -> None:
@@ -133,3 +147,35 @@ def test_cli_batch_writes_one_line_per_input_in_order(settings: Settings, tmp_pa
     assert ["result" in line for line in lines] == [True, False, False, True, False]
     assert out.exit_code == 1  # some inputs ended in errors
     assert "line 2" in lines[1]["error"]["message"]
+
+
+def test_the_card_prints_complaint_text_as_typed_and_names_in_its_language(
+        offline: MotiveAnalyzer) -> None:
+    from rich.console import Console
+
+    from complaint_motive.render import render_card
+
+    result = offline.analyze("Refund me now or else. You ignored three e-mails.")
+    # A model's draft may quote the customer's brackets; they are text, not rich markup.
+    result = result.model_copy(update={"reply": result.reply.model_copy(
+        update={"text": "You wrote [bold]or else[/bold]; we hear you."})})
+    console = Console(record=True, width=200)
+    render_card(result, console)
+    card = console.export_text()
+    assert "You wrote [bold]or else[/bold]; we hear you." in card
+    motive = result.primary_motive
+    assert f"[{motive.level} → {motive.action}]" in card
+    assert f"({motive.en})" in card and motive.zh not in card
+
+
+@pytest.mark.parametrize(("text", "flags"), [
+    ("Hello, the ATM swallowed my card and nobody helps.", set()),
+    ("The shell of the phone cracked after a week.", set()),
+    ("What the hell, you idiots charged me twice!", {"abuse"}),
+    ("我tm受够了,你们这帮废物", {"abuse"}),
+    ("我的ATM卡被吞了,怎么办", set()),
+    ("不解决我就打12315", {"regulator_threat"}),
+])
+def test_latin_cues_match_whole_words_only(offline: MotiveAnalyzer, text: str,
+                                           flags: set[str]) -> None:
+    assert set(offline.analyze(text).risk.flags) == flags

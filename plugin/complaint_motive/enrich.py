@@ -118,7 +118,7 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
             explanation=answer.primary_explanation,
             alternatives=[a for a in signals.motives if a.id != motive_id][:3],
             frameworks=list(taxonomy.motive(motive_id).frameworks) if real else [],
-            handling=list(taxonomy.motive(motive_id).handling) if real else []),
+            handling=list(taxonomy.motive(motive_id).handling[language]) if real else []),
         secondary_motives=[SecondaryMotive(id=m.value, zh=taxonomy.motive(m.value).zh,
                                            en=taxonomy.motive(m.value).en)
                            for m in answer.secondary_motives],
@@ -129,7 +129,7 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
             explanation=answer.stage_explanation,
             alternatives=[Alternative(id=a.id, score=a.score) for a in signals.stages
                           if a.id != stage_id][:2],
-            handling=stage_label.handling),
+            handling=stage_label.handling[language]),
         needs=Needs(items=[_named(next(n for n in taxonomy.needs if n.id == need.value))
                            for need in answer.needs], leading=answer.leading_need),
         legitimacy=_named(next(x for x in taxonomy.legitimacy

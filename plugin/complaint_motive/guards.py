@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .taxonomy import load_taxonomy
+from .taxonomy import Language, load_taxonomy
 
 # Ordered: the longer number shapes first, so an ID number is not read as a phone number.
 _PII: list[tuple[str, re.Pattern[str]]] = [
@@ -105,10 +105,10 @@ def reply_violations(reply: str, *, max_promised_amount: float = 0.0) -> list[st
     return problems
 
 
-def do_not_say(language: str, motive_id: str | None) -> list[str]:
+def do_not_say(language: Language, motive_id: str | None) -> list[str]:
     """The do-not-say list for a complaint: the taxonomy's rules, then the motive's warnings."""
     taxonomy = load_taxonomy()
-    rules = [rule.text("zh" if language == "zh" else "en") for rule in taxonomy.do_not_say]
+    rules = [rule.text(language) for rule in taxonomy.do_not_say]
     if motive_id and taxonomy.is_motive(motive_id):
-        rules += list(taxonomy.motive(motive_id).avoid)
+        rules += list(taxonomy.motive(motive_id).avoid[language])
     return rules

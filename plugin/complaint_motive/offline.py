@@ -19,6 +19,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,14 +159,25 @@ def _ranked(classifier: Any, features: Any) -> list[list[Alternative]]:
 
 def find_cues(text: str, labels: tuple[Label, ...]) -> dict[str, list[str]]:
     """Label id → the cue phrases of that label found in the text, as they appear in it."""
-    folded = text.lower()
     found: dict[str, list[str]] = {}
     for label in labels:
         for cue in label.cues:
-            at = folded.find(cue.lower())
-            if at >= 0:
-                found.setdefault(label.id, []).append(text[at:at + len(cue)])
+            match = _cue_pattern(cue).search(text)
+            if match:
+                found.setdefault(label.id, []).append(match.group(0))
     return found
+
+
+@cache
+def _cue_pattern(cue: str) -> re.Pattern[str]:
+    """A cue matches anywhere in Chinese text, but a Latin word only as a whole word: "tm"
+    is abuse in "我tm受够了", not in "ATM", and "hell" is not in "Hello"."""
+    pattern = re.escape(cue)
+    if re.match(r"[A-Za-z0-9]", cue):
+        pattern = r"(?<![A-Za-z0-9])" + pattern
+    if re.search(r"[A-Za-z0-9]$", cue):
+        pattern += r"(?![A-Za-z0-9])"
+    return re.compile(pattern, re.IGNORECASE)
 
 
 @dataclass
@@ -244,13 +256,14 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveMod
         primary_explanation=_explain(frame, motive_label, motive_evidence, language),
         secondary_motives=secondary, stage=stage.id, stage_confidence=stage.score,
         stage_evidence=stage_evidence[:3],
-        stage_explanation=stage_label.definition, needs=list(
+        stage_explanation=stage_label.explanation[language], needs=list(
             motive_label.needs if motive_label else ()),
         leading_need=motive_label.leading_need if motive_label else "rational",
         legitimacy="undetermined", sources=list(signals.source_cues),
         risk_flags=list(signals.risk_cues),
-        handling_steps=[*(motive_label.handling if motive_label else ()), stage_label.handling],
-        avoid=list(motive_label.avoid if motive_label else ()),
+        handling_steps=[*(motive_label.handling[language] if motive_label else ()),
+                        stage_label.handling[language]],
+        avoid=list(motive_label.avoid[language] if motive_label else ()),
         reply=(" " if language == "en" else "").join((frame.opening, body, frame.closing)),
         citations=cited or [c.chunk_id for c in chunks[:1]])
 

@@ -6,44 +6,52 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from .schema import MotiveAnalysis
+from .schema import LabelCall, MotiveAnalysis, NamedLabel, SecondaryMotive
 
 _RISK_STYLE = {"high": "bold red", "medium": "yellow", "low": "green"}
 
 
 def render_card(result: MotiveAnalysis, console: Console | None = None) -> None:
-    """A readable card: motive, stage, risk, steps, reply, citations."""
+    """A readable card: motive, stage, risk, steps, reply, citations. Names follow the
+    complaint's language; every text is escaped, so brackets in a complaint print as typed."""
     console = console or Console()
     motive, stage, risk = result.primary_motive, result.stage, result.risk
+    english = result.reply.language == "en"
+
+    def name(label: LabelCall | SecondaryMotive | NamedLabel) -> str:
+        return escape(label.en if english else label.zh)
+
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")  # Chinese has no spaces to wrap at
-    secondary = ", ".join(f"{m.id} ({m.zh})" for m in result.secondary_motives)
-    table.add_row("motive", f"{motive.id} ({motive.zh}) {motive.confidence:.2f} "
-                  f"[{motive.level} → {motive.action}]" + (f"  also: {secondary}"
-                                                            if secondary else ""))
+    secondary = ", ".join(f"{m.id} ({name(m)})" for m in result.secondary_motives)
+    table.add_row("motive", f"{motive.id} ({name(motive)}) {motive.confidence:.2f} "
+                  + escape(f"[{motive.level} → {motive.action}]")
+                  + (f"  also: {secondary}" if secondary else ""))
     if motive.evidence:
-        table.add_row("", "evidence: " + " | ".join(e.quote for e in motive.evidence))
-    table.add_row("stage", f"{stage.id} ({stage.zh}) {stage.confidence:.2f} [{stage.level}]")
+        table.add_row("", "evidence: " + " | ".join(escape(e.quote) for e in motive.evidence))
+    table.add_row("stage", f"{stage.id} ({name(stage)}) {stage.confidence:.2f} "
+                  + escape(f"[{stage.level}]"))
     table.add_row("risk", f"[{_RISK_STYLE[risk.level]}]{risk.level}[/] "
                   + (", ".join(risk.flags) or "no flags"))
-    table.add_row("needs", ", ".join(n.zh for n in result.needs.items) +
+    table.add_row("needs", ", ".join(name(n) for n in result.needs.items) +
                   f" (leading: {result.needs.leading})")
-    table.add_row("steps", "\n".join(f"{i}. {s}" for i, s in
+    table.add_row("steps", "\n".join(f"{i}. {escape(s)}" for i, s in
                                      enumerate(result.handling.steps, 1)))
-    table.add_row("avoid", "\n".join(f"- {s}" for s in result.handling.avoid))
-    table.add_row("reply", f"[italic]{result.reply.text}[/] (draft)")
-    table.add_row("cites", "\n".join(f"{c.chunk_id}  {c.title} › {c.section}"
+    table.add_row("avoid", "\n".join(f"- {escape(s)}" for s in result.handling.avoid))
+    table.add_row("reply", f"[italic]{escape(result.reply.text)}[/] (draft)")
+    table.add_row("cites", "\n".join(escape(f"{c.chunk_id}  {c.title} › {c.section}")
                                      for c in result.citations))
     meta = result.meta
     footer = (f"{meta.backend} · {meta.model} · prompt {meta.prompt_version} · "
               f"{meta.latency_ms:.0f} ms" + (" · DEGRADED" if meta.degraded else ""))
     console.print(Panel(table, title="complaint-motive", subtitle=footer))
     for warning in meta.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @contextmanager

@@ -13,19 +13,30 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .resources import corpus_dir
 
 Language = Literal["zh", "en"]
 _L = TypeVar("_L", bound="Label")
+_T = TypeVar("_T")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Localized(_Frozen, Generic[_T]):
+    """The same content in each reply language; both are required."""
+
+    zh: _T
+    en: _T
+
+    def __getitem__(self, language: Language) -> _T:
+        return self.zh if language == "zh" else self.en
 
 
 class FrameworkView(_Frozen):
@@ -52,13 +63,26 @@ class Motive(Label):
     needs: tuple[str, ...]
     leading_need: Literal["rational", "emotional"]
     frameworks: tuple[FrameworkView, ...]
-    handling: tuple[str, ...]
-    avoid: tuple[str, ...]
-    reply: dict[Language, str]
+    handling: Localized[tuple[str, ...]]
+    avoid: Localized[tuple[str, ...]]
+    reply: Localized[str]
+
+    @model_validator(mode="after")
+    def _same_steps_in_both_languages(self) -> Motive:
+        for field in ("handling", "avoid"):
+            both: Localized[tuple[str, ...]] = getattr(self, field)
+            if not both.zh or len(both.zh) != len(both.en):
+                raise ValueError(f"{self.id}: {field} needs the same, non-empty, list of "
+                                 "items in zh and en")
+        return self
 
 
 class Stage(Label):
-    handling: str
+    """``definition`` is the guidance's wording, for the model; ``explanation`` tells an
+    agent what the stage means, in the complaint's language."""
+
+    handling: Localized[str]
+    explanation: Localized[str]
 
 
 class Need(Label):
@@ -80,7 +104,7 @@ class DoNotSay(_Frozen):
 
 
 class Abstention(Label):
-    reply: dict[Language, str]
+    reply: Localized[str]
 
 
 class ReplyFrame(_Frozen):
@@ -102,7 +126,7 @@ class Taxonomy(_Frozen):
     risk_signals: tuple[RiskSignal, ...]
     principles: tuple[Label, ...]
     do_not_say: tuple[DoNotSay, ...]
-    reply_frame: dict[Language, ReplyFrame]
+    reply_frame: Localized[ReplyFrame]
     fingerprint: str = Field(default="", description="content hash of the YAML file")
 
     def is_motive(self, label_id: str) -> bool:
