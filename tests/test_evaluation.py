@@ -62,6 +62,21 @@ def test_report_plots_leave_the_callers_matplotlib_backend_alone(
     assert Image.open(tmp_path / "r" / "confusion_motive.png").format == "PNG"
 
 
+def test_evaluations_in_parallel_threads_each_write_whole_reports(
+        offline: MotiveAnalyzer, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    dataset = _dataset(tmp_path / "set.jsonl")
+    folders = [tmp_path / f"r{n}" for n in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        reports = list(pool.map(lambda f: evaluate(dataset, offline, report_dir=f), folders))
+    assert [r.n for r in reports] == [4, 4, 4]
+    for folder in folders:
+        for picture in ("confusion_motive.png", "confusion_stage.png", "calibration.png"):
+            with Image.open(folder / picture) as image:
+                image.verify()  # a whole, readable PNG
+
+
 def test_alt_motives_count_as_correct_and_are_reported() -> None:
     base = {"text": "t", "gold_stage": "complaint", "stage": "complaint", "confidence": 0.9,
             "level": "high", "cited": 1, "evidence_found": True}

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .exemplars import LabelledComplaint, LineProblem, read_labelled
 from .plots import warm_up as warm_up_plots
+from .plots import write_plots
 from .taxonomy import NeedId, PrimaryMotiveId, RiskFlagId, StageId
 
 if TYPE_CHECKING:
@@ -371,7 +372,6 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
                     kept = Prediction.model_validate_json(line)
                     done[kept.id] = kept
     todo = [item for item in items if item.id not in done]
-    warming: threading.Thread | None = None
     sink = predictions_path.open("a" if resume else "w", encoding="utf-8") \
         if predictions_path else None
     try:
@@ -383,8 +383,7 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
                 if position == 0 and report_dir is not None:
                     # Plotting needs matplotlib (about a second to import): load it while
                     # later inputs wait on the model, not while the first are prepared.
-                    warming = threading.Thread(target=warm_up_plots, daemon=True)
-                    warming.start()
+                    threading.Thread(target=warm_up_plots, daemon=True).start()
                 item = todo[position]
                 position += 1
                 done[item.id] = prediction = _prediction(item, outcome)
@@ -407,8 +406,6 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
            "concurrency": concurrency, "resumed": len(items) - len(todo)}
     report = build_report(ordered, skipped, run)
     if report_dir is not None:
-        if warming is not None:
-            warming.join()  # fonts are shared, and matplotlib's text rendering is not thread-safe
         write_report(report, ordered, report_dir)
     return report
 
@@ -417,27 +414,8 @@ def write_report(report: EvaluationReport, predictions: Sequence[Prediction],
                  folder: Path) -> None:
     """``metrics.json``, ``report.md`` and the plots (predictions are written as they come)."""
     (folder / "metrics.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    plots = _plots(report, folder)
+    plots = write_plots(report, folder)
     (folder / "report.md").write_text(_markdown(report, plots, predictions), encoding="utf-8")
-
-
-def _plots(report: EvaluationReport, folder: Path) -> list[str]:
-    from .plots import calibration_figure, confusion_figure, save
-
-    written = []
-    for name, metrics in (("motive", report.motive), ("stage", report.stage)):
-        if metrics is None:
-            continue
-        save(confusion_figure(
-            metrics.labels, metrics.confusion,
-            f"{name}: accuracy {metrics.accuracy:.2f}, macro-F1 {metrics.macro_f1:.2f} "
-            f"(n={sum(map(sum, metrics.confusion))})"), folder / f"confusion_{name}.png")
-        written.append(f"confusion_{name}.png")
-    if report.calibration:
-        save(calibration_figure([(b.mean_confidence, b.accuracy, b.n)
-                                 for b in report.calibration]), folder / "calibration.png")
-        written.append("calibration.png")
-    return written
 
 
 def _markdown(report: EvaluationReport, plots: list[str],
