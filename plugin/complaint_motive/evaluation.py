@@ -227,17 +227,24 @@ def _label_metrics(gold: list[str], predicted: list[str], order: Sequence[str]) 
         majority_baseline=round(majority, 4))
 
 
+def _indicators(classes: Sequence[str], gold: list[list[str]],
+                predicted: list[list[str]]) -> tuple[Any, Any]:
+    """Label sets as 0/1 matrices over ``classes``, the shape scikit-learn's multi-label
+    metrics take (results are validated, so a predicted id is always one of the classes)."""
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    binarizer = MultiLabelBinarizer(classes=list(classes))
+    return binarizer.fit_transform(gold), binarizer.transform(predicted)
+
+
 def _set_figures(answered: list[Prediction]) -> SetFigures | None:
     from sklearn.metrics import precision_recall_fscore_support as prfs
-    from sklearn.preprocessing import MultiLabelBinarizer
 
     annotated = [p for p in answered if p.gold_needs]
     if not annotated:
         return None
-    binarize = MultiLabelBinarizer(classes=list(NeedId))
-    gold = binarize.fit_transform([p.gold_needs for p in annotated])
-    # An unknown need id cannot come back: results are validated against the taxonomy.
-    predicted = binarize.transform([p.needs for p in annotated])
+    gold, predicted = _indicators(list(NeedId), [p.gold_needs for p in annotated],
+                                  [p.needs for p in annotated])
     precision, recall, f1, _ = prfs(gold, predicted, average="micro", zero_division=0)
     return SetFigures(n=len(annotated), precision=round(float(precision), 4),
                       recall=round(float(recall), 4), f1=round(float(f1), 4))
@@ -245,20 +252,19 @@ def _set_figures(answered: list[Prediction]) -> SetFigures | None:
 
 def _flag_recall(answered: list[Prediction]) -> RecallFigures | None:
     from sklearn.metrics import recall_score
-    from sklearn.preprocessing import MultiLabelBinarizer
 
     annotated = [p for p in answered if p.gold_risk_flags]
     if not annotated:
         return None
-    binarize = MultiLabelBinarizer(classes=list(RiskFlagId))
-    gold = binarize.fit_transform([p.gold_risk_flags for p in annotated])
-    predicted = binarize.transform([p.risk_flags for p in annotated])
+    flags = list(RiskFlagId)
+    gold, predicted = _indicators(flags, [p.gold_risk_flags for p in annotated],
+                                  [p.risk_flags for p in annotated])
     per_flag = recall_score(gold, predicted, average=None, zero_division=0)
     return RecallFigures(
         n=len(annotated),
         recall=round(float(recall_score(gold, predicted, average="micro", zero_division=0)), 4),
         per_flag={flag: round(float(r), 4) for flag, r, support
-                  in zip(binarize.classes_, per_flag, gold.sum(axis=0), strict=True) if support})
+                  in zip(flags, per_flag, gold.sum(axis=0), strict=True) if support})
 
 
 def _percentile(values: list[float], q: float) -> float:
