@@ -25,6 +25,12 @@ def test_every_taxonomy_reference_names_a_real_section() -> None:
     assert not missing, f"taxonomy refs without a section: {missing}"
 
 
+def test_risks_are_implied_only_by_real_motives() -> None:
+    taxonomy = load_taxonomy()
+    implied = [m for signal in taxonomy.risk_signals for m in signal.implied_by]
+    assert implied and all(taxonomy.is_motive(m) for m in implied)
+
+
 def test_enums_come_from_the_taxonomy() -> None:
     taxonomy = load_taxonomy()
     assert [m.value for m in MotiveId] == [m.id for m in taxonomy.motives]

@@ -179,3 +179,11 @@ def test_the_card_prints_complaint_text_as_typed_and_names_in_its_language(
 def test_latin_cues_match_whole_words_only(offline: MotiveAnalyzer, text: str,
                                            flags: set[str]) -> None:
     assert set(offline.analyze(text).risk.flags) == flags
+
+
+def test_a_revenge_motive_carries_the_revenge_risk_without_its_cue_words(
+        offline: MotiveAnalyzer) -> None:
+    result = offline.analyze("退不退钱我无所谓,这口气咽不下,一定要让你们也尝尝被坑的滋味")
+    assert result.primary_motive.id == "revenge"
+    assert "revenge_intent" in result.risk.flags and result.risk.level == "high"
+    assert result.risk.evidence["revenge_intent"]

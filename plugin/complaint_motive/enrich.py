@@ -102,6 +102,10 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
     if injection:
         flags.append("injection_attempt")
         risk_evidence["injection_attempt"] = injection[:3]
+    for signal in taxonomy.risk_signals:  # a motive that is a risk however it is worded
+        if motive_id in signal.implied_by and signal.id not in flags:
+            flags.append(signal.id)
+            risk_evidence[signal.id] = answer.primary_evidence[:3]
     severity = max((_SEVERITY[taxonomy.risk_signal(f).severity] for f in flags), default=0)
     if stage_id == "complaint" or motive_id in ("revenge", "leverage"):
         severity = max(severity, 1)

@@ -91,6 +91,8 @@ class Need(Label):
 
 class RiskSignal(Label):
     severity: Literal["low", "medium", "high"]
+    implied_by: tuple[str, ...] = Field(
+        (), description="motives that carry this risk whatever the wording")
 
 
 class DoNotSay(_Frozen):
