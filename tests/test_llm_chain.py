@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from complaint_motive import BackendError, BackendUnavailable, MotiveAnalyzer, OutputValidationError
+from complaint_motive.prompts import prompt_version
 from scripted_llm import ScriptedEndpoint, answer, completion, error, good_answer
 
 
@@ -35,7 +36,7 @@ def test_valid_answer_becomes_an_enriched_result(llm_analyzer: MotiveAnalyzer,
     assert {v.name for v in result.primary_motive.frameworks} >= {"补救的心理", "求偿"}
     assert result.meta.usage.input_tokens == 900 and result.meta.usage.output_tokens == 300
     assert result.meta.cost_usd == pytest.approx((900 * 0.15 + 300 * 0.60) / 1e6)
-    assert result.meta.prompt_version.startswith("1+")
+    assert result.meta.prompt_version == prompt_version()
     seen = endpoint.requests[0]
     assert {c.chunk_id for c in result.citations} <= set(seen.chunk_ids)
     assert all(e.quote in COMPLAINT for e in result.primary_motive.evidence)
