@@ -41,6 +41,12 @@ class Seen:
         return re.findall(r"^\[([a-z0-9-]+#[a-z0-9-]+(?:/\d+)?)\]", self.text, re.M)
 
     @property
+    def language(self) -> str:
+        """The language the request asks the answer to be written in."""
+        found = re.search(r"writing in (\w+)\.", self.text)
+        return found.group(1) if found else ""
+
+    @property
     def response_format(self) -> dict[str, Any] | None:
         return self.body.get("response_format")
 
@@ -50,10 +56,11 @@ class Seen:
 
 
 def good_answer(seen: Seen, **overrides: Any) -> dict[str, Any]:
-    """A correct answer for whatever complaint the request holds."""
+    """A correct answer for whatever complaint the request holds, written in the language
+    the request asks for."""
     complaint = seen.complaint
     quote = complaint[: min(8, len(complaint))]
-    chinese = bool(re.search(r"[\u4e00-\u9fff]", complaint))
+    chinese = seen.language == "Chinese"
     answer = {
         "primary_motive": "compensation", "primary_confidence": 0.82,
         "primary_evidence": [quote], "primary_explanation": "asks for money back",
@@ -61,8 +68,10 @@ def good_answer(seen: Seen, **overrides: Any) -> dict[str, Any]:
         "stage_confidence": 0.7, "stage_evidence": [quote],
         "stage_explanation": "states dissatisfaction", "needs": ["compensation"],
         "leading_need": "rational", "legitimacy": "undetermined", "sources": ["quality"],
-        "risk_flags": [], "handling_steps": ["倾听", "核实", "给出方案"],
-        "avoid": ["不要承诺超出政策的金额"],
+        "risk_flags": [],
+        "handling_steps": (["倾听", "核实", "给出方案"] if chinese
+                           else ["Listen", "Check the facts", "Offer a solution"]),
+        "avoid": ["不要承诺超出政策的金额"] if chinese else ["Promising beyond policy"],
         "reply": ("您好,给您带来不便非常抱歉,我们会尽快核实并按政策给您答复。" if chinese
                   else "Sorry for the trouble; we will check and answer within policy."),
         "citations": seen.chunk_ids[:2],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import httpx
 import pytest
@@ -253,3 +254,24 @@ def test_usage_of_earlier_attempts_survives_a_transport_failure(llm_analyzer, en
         llm_analyzer.analyze(COMPLAINT)
     assert caught.value.details["usage"]["input_tokens"] == 900
     assert caught.value.details["attempts"] == 2
+
+
+@pytest.mark.parametrize(("reply_language", "text", "asked"), [
+    ("auto", "I was charged twice for one order; refund the duplicate.", "English"),
+    ("auto", COMPLAINT, "Chinese"),
+    ("zh", "I was charged twice for one order; refund the duplicate.", "Chinese"),
+    ("en", COMPLAINT, "English"),
+])
+def test_the_model_is_asked_for_the_reply_language(
+        index_dir, reply_language: str, text: str, asked: str) -> None:
+    endpoint = ScriptedEndpoint()
+    analyzer = MotiveAnalyzer.from_settings(
+        index_dir=index_dir, backend="llm", openai_api_key="sk-test",
+        reply_language=reply_language, **endpoint.clients())
+    result = analyzer.analyze(text)
+    assert endpoint.requests[0].language == asked
+    assert result.reply.language == {"Chinese": "zh", "English": "en"}[asked]
+    # What the taxonomy adds follows the same language as the model's reply.
+    han = re.compile(r"[\u4e00-\u9fff]")
+    assert bool(han.search(result.stage.handling)) == (asked == "Chinese")
+    assert bool(han.search(result.reply.text)) == (asked == "Chinese")

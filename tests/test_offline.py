@@ -187,3 +187,10 @@ def test_a_revenge_motive_carries_the_revenge_risk_without_its_cue_words(
     assert result.primary_motive.id == "revenge"
     assert "revenge_intent" in result.risk.flags and result.risk.level == "high"
     assert result.risk.evidence["revenge_intent"]
+
+
+def test_a_fixed_reply_language_overrides_the_script(settings: Settings) -> None:
+    analyzer = MotiveAnalyzer(settings.model_copy(update={"reply_language": "zh"}))
+    result = analyzer.analyze("I was charged twice for one order. Refund the duplicate now.")
+    assert result.reply.language == "zh" and result.reply.text.startswith("您好")
+    assert all(re.search(r"[\u4e00-\u9fff]", s) for s in result.handling.steps)

@@ -132,6 +132,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             raise raw
         complaint = to_input(raw, max_chars=self.settings.max_chars,
                              truncate=self.settings.truncate)
+        if self.settings.reply_language != "auto":
+            complaint = complaint.model_copy(update={"language": self.settings.reply_language})
         if not self.settings.redact_pii:
             return complaint, 0
         masked = redact(complaint.text)

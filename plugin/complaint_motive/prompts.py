@@ -39,6 +39,9 @@ def prompt_version() -> str:
     return f"{manifest['version']}+{fingerprint(list(prompts_dir().glob('*.txt')))[:8]}"
 
 
+_LANGUAGE_NAMES = {"zh": "Chinese", "en": "English"}
+
+
 @cache
 def _label_tables() -> dict[str, str]:
     taxonomy = load_taxonomy()
@@ -85,6 +88,7 @@ def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
     context = complaint.context
     values = {
         "guidance": guidance, "examples_block": examples_block,
+        "language": _LANGUAGE_NAMES[complaint.language],
         # A complaint cannot close its own fence.
         "complaint": _FENCE.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"),
                                 complaint.text),

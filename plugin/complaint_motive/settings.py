@@ -95,6 +95,9 @@ class Settings(BaseSettings):
                              "the process")
     max_promised_amount: float = Field(0.0, ge=0, description="largest money amount a "
                                        "reply draft may promise")
+    reply_language: Literal["auto", "zh", "en"] = Field(
+        "auto", description="language of the reply, steps and explanations: auto follows "
+        "the complaint's script; zh or en fixes it (a helpdesk channel's language)")
 
     # -- what callers do with confidence -------------------------------------------------
     actions: dict[Literal["high", "medium", "low"], Action] = Field(
