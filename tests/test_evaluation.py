@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from complaint_motive import MotiveAnalyzer, evaluate
+from complaint_motive import InputError, MotiveAnalyzer, evaluate
 from complaint_motive.cli import app
 from complaint_motive.evaluation import Prediction, build_report
 
@@ -170,3 +170,28 @@ def test_cli_refuses_missing_files_without_a_traceback(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "not an evaluation report" in missing.stderr
     no_input = runner.invoke(app, ["analyze", "--input", str(tmp_path / "none.jsonl")])
     assert no_input.exit_code == 2
+
+
+def test_resume_after_a_run_cut_off_mid_line(offline: MotiveAnalyzer, tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path / "set.jsonl")
+    folder = tmp_path / "r"
+    evaluate(dataset, offline, report_dir=folder, limit=3)
+    written = (folder / "predictions.jsonl").read_text()
+    cut = written[:written.rindex("\n", 0, len(written) - 1) + 40]  # third line half written
+    (folder / "predictions.jsonl").write_text(cut)
+
+    report = evaluate(dataset, offline, report_dir=folder, resume=True)
+    lines = (folder / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["1", "2", "3", "5"]
+    assert report.n == 4 and report.run["resumed"] == 2
+
+
+def test_resume_refuses_a_damaged_line_before_the_last(offline: MotiveAnalyzer,
+                                                       tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path / "set.jsonl")
+    folder = tmp_path / "r"
+    evaluate(dataset, offline, report_dir=folder, limit=2)
+    lines = (folder / "predictions.jsonl").read_text().splitlines()
+    (folder / "predictions.jsonl").write_text(f"{{oops\n{lines[1]}\n")
+    with pytest.raises(InputError, match="line 1 is not a prediction"):
+        evaluate(dataset, offline, report_dir=folder, resume=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import statistics
 import threading
 import time
@@ -29,6 +30,8 @@ from .taxonomy import NeedId, PrimaryMotiveId, RiskFlagId, StageId
 
 if TYPE_CHECKING:
     from .analyzer import MotiveAnalyzer, Outcome
+
+log = logging.getLogger(__name__)
 
 LEVELS = ("high", "medium", "low")
 _BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
@@ -373,10 +376,7 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         if resume and predictions_path and predictions_path.exists():
-            for line in predictions_path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    kept = Prediction.model_validate_json(line)
-                    done[kept.id] = kept
+            done = _kept_predictions(predictions_path)
     todo = [item for item in items if item.id not in done]
     sink = predictions_path.open("a" if resume else "w", encoding="utf-8") \
         if predictions_path else None
@@ -414,6 +414,31 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
     if report_dir is not None:
         write_report(report, ordered, report_dir)
     return report
+
+
+def _kept_predictions(path: Path) -> dict[str, Prediction]:
+    """The predictions an interrupted run wrote. A run cut off mid-line leaves a partial last
+    line: it is dropped (that input runs again). A bad line elsewhere is an error."""
+    text = path.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.strip()]
+    kept: dict[str, Prediction] = {}
+    dropped = False
+    for number, line in enumerate(lines, start=1):
+        try:
+            prediction = Prediction.model_validate_json(line)
+        except ValueError:
+            if number < len(lines):  # the message would quote the line, so it is left out
+                raise InputError(f"{path}: line {number} is not a prediction; fix or remove "
+                                 "it, or run without --resume") from None
+            log.warning("%s: dropped a partial last line; that input runs again", path)
+            lines.pop()
+            dropped = True
+            break
+        kept[prediction.id] = prediction
+    if dropped or not text.endswith("\n") and text:
+        # Lines are appended next: rewrite what is kept so the first starts on its own line.
+        path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return kept
 
 
 def write_report(report: EvaluationReport, predictions: Sequence[Prediction],
