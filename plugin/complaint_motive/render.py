@@ -40,9 +40,12 @@ def render_card(result: MotiveAnalysis, console: Console | None = None) -> None:
                   + (", ".join(risk.flags) or "no flags"))
     table.add_row("needs", ", ".join(name(n) for n in result.needs.items) +
                   f" (leading: {result.needs.leading})")
-    table.add_row("steps", "\n".join(f"{i}. {escape(s)}" for i, s in
+    # Chinese list marks carry no space: rich wraps at spaces, and a long unspaced Chinese
+    # line after "3. " would leave the number alone on its line.
+    number, bullet = ("{}. ", "- ") if english else ("{}、", "·")
+    table.add_row("steps", "\n".join(number.format(i) + escape(s) for i, s in
                                      enumerate(result.handling.steps, 1)))
-    table.add_row("avoid", "\n".join(f"- {escape(s)}" for s in result.handling.avoid))
+    table.add_row("avoid", "\n".join(bullet + escape(s) for s in result.handling.avoid))
     table.add_row("reply", f"[italic]{escape(result.reply.text)}[/] (draft)")
     table.add_row("cites", "\n".join(escape(f"{c.chunk_id}  {c.title} › {c.section}")
                                      for c in result.citations))
