@@ -103,4 +103,3 @@ def warm_up() -> None:
             save(confusion_figure(["a"] * 10, [[1] * 10] * 10, "warm-up"), io.BytesIO())
             save(calibration_figure([(0.5, 0.5, 1)]), io.BytesIO())
             _warm = True
-
