@@ -25,6 +25,8 @@ def _dataset(path: Path) -> Path:
          "stage": "latent_complaint", "alt_motives": ["compensation"]},
         {"id": "4", "text": "物流到底什么时候到?", "motive": "greed", "stage": "voiced_grievance"},
         {"id": "5", "text": "  ", "motive": "venting", "stage": "voiced_grievance"},
+        {"id": "1", "text": "同一个编号又出现了一次", "motive": "venting",
+         "stage": "voiced_grievance"},
     ]
     path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)
                               for r in rows) + "\n", encoding="utf-8")
@@ -34,7 +36,9 @@ def _dataset(path: Path) -> Path:
 def test_report_files_and_stable_keys(offline: MotiveAnalyzer, tmp_path: Path) -> None:
     report = evaluate(_dataset(tmp_path / "set.jsonl"), offline, report_dir=tmp_path / "r")
 
-    assert [p.line for p in report.skipped_lines] == [3, 5]  # reported, never silently dropped
+    # Reported, never silently dropped: bad JSON, an unknown motive, a repeated id.
+    assert [p.line for p in report.skipped_lines] == [3, 5, 7]
+    assert "duplicate id '1' (first on line 1)" in report.skipped_lines[2].message
     assert report.n == 4 and report.errors == 1  # the blank text is an input error
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     for key in ("n", "errors"):
@@ -195,3 +199,12 @@ def test_resume_refuses_a_damaged_line_before_the_last(offline: MotiveAnalyzer,
     (folder / "predictions.jsonl").write_text(f"{{oops\n{lines[1]}\n")
     with pytest.raises(InputError, match="line 1 is not a prediction"):
         evaluate(dataset, offline, report_dir=folder, resume=True)
+
+
+def test_an_in_memory_set_with_repeated_ids_is_refused(offline: MotiveAnalyzer) -> None:
+    from complaint_motive.exemplars import LabelledComplaint
+
+    items = [LabelledComplaint(id="a", text="退钱", motive="compensation"),
+             LabelledComplaint(id="a", text="太慢了", motive="venting")]
+    with pytest.raises(InputError, match="repeated: \\['a'\\]"):
+        evaluate(items, offline)

@@ -370,6 +370,10 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
         items, skipped = read_labelled(dataset)
     else:
         items, skipped = list(dataset), []
+        repeated = sorted(i for i, count in Counter(item.id for item in items).items()
+                          if count > 1)
+        if repeated:
+            raise InputError(f"each item needs its own id; repeated: {repeated[:5]}")
     items = items[:limit] if limit else items
     done: dict[str, Prediction] = {}
     predictions_path = report_dir / "predictions.jsonl" if report_dir else None
@@ -387,7 +391,7 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
             position = 0
             async for outcome in outcomes:
                 if position == 0 and report_dir is not None:
-                    # Plotting needs matplotlib (about a second to import): load it while
+                    # Plotting needs matplotlib (about 0.4 s to import and warm up): load it while
                     # later inputs wait on the model, not while the first are prepared.
                     threading.Thread(target=warm_up_plots, daemon=True).start()
                 item = todo[position]

@@ -40,11 +40,19 @@ def read_labelled(path: Path) -> tuple[list[LabelledComplaint], list[LineProblem
     """Read a labelled JSONL file; malformed lines come back as problems with line numbers."""
     items: list[LabelledComplaint] = []
     problems: list[LineProblem] = []
+    first_seen: dict[str, int] = {}
     for number, line in _lines(path):
         try:
-            items.append(LabelledComplaint.model_validate_json(line))
+            item = LabelledComplaint.model_validate_json(line)
         except ValidationError as error:
             problems.append(LineProblem(line=number, message=_short(error)))
+            continue
+        if item.id in first_seen:  # results are keyed by id: a second one would hide the first
+            problems.append(LineProblem(line=number, message=f"duplicate id {item.id!r} "
+                                        f"(first on line {first_seen[item.id]})"))
+            continue
+        first_seen[item.id] = number
+        items.append(item)
     return items, problems
 
 
