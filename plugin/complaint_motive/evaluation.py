@@ -246,7 +246,7 @@ def _set_figures(answered: list[Prediction]) -> SetFigures | None:
     annotated = [p for p in answered if p.gold_needs]
     if not annotated:
         return None
-    gold, predicted = _indicators(list(NeedId), [p.gold_needs for p in annotated],
+    gold, predicted = _indicators([n.value for n in NeedId], [p.gold_needs for p in annotated],
                                   [p.needs for p in annotated])
     precision, recall, f1, _ = prfs(gold, predicted, average="micro", zero_division=0)
     return SetFigures(n=len(annotated), precision=round(float(precision), 4),
@@ -259,7 +259,7 @@ def _flag_recall(answered: list[Prediction]) -> RecallFigures | None:
     annotated = [p for p in answered if p.gold_risk_flags]
     if not annotated:
         return None
-    flags = list(RiskFlagId)
+    flags = [f.value for f in RiskFlagId]
     gold, predicted = _indicators(flags, [p.gold_risk_flags for p in annotated],
                                   [p.risk_flags for p in annotated])
     per_flag = recall_score(gold, predicted, average=None, zero_division=0)
@@ -286,10 +286,11 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
     motive = _label_metrics([(p.motive or "") if p.motive_correct else p.gold_motive
                              for p in answered],
                             [p.motive or "" for p in answered],
-                            list(PrimaryMotiveId)) if answered else None
+                            [m.value for m in PrimaryMotiveId]) if answered else None
     staged = [p for p in answered if p.gold_stage]
     stage = _label_metrics([p.gold_stage or "" for p in staged],
-                           [p.stage or "" for p in staged], list(StageId)) if staged else None
+                           [p.stage or "" for p in staged],
+                           [s.value for s in StageId]) if staged else None
     with_alts = [p for p in answered if p.alt_motives]
     missed = [p for p in answered if not p.motive_correct]
     judged = [p for p in answered if p.gold_legitimacy]
@@ -439,7 +440,7 @@ def _kept_predictions(path: Path) -> dict[str, Prediction]:
             dropped = True
             break
         kept[prediction.id] = prediction
-    if dropped or not text.endswith("\n") and text:
+    if dropped or (text and not text.endswith("\n")):
         # Lines are appended next: rewrite what is kept so the first starts on its own line.
         path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return kept
