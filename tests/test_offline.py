@@ -191,6 +191,43 @@ def test_a_revenge_motive_carries_the_revenge_risk_without_its_cue_words(
 
 def test_a_fixed_reply_language_overrides_the_script(settings: Settings) -> None:
     analyzer = MotiveAnalyzer(settings.model_copy(update={"reply_language": "zh"}))
-    result = analyzer.analyze("I was charged twice for one order. Refund the duplicate now.")
+    english = "I was charged twice for one order. Refund the duplicate now."
+    result = analyzer.analyze(english)
     assert result.reply.language == "zh" and result.reply.text.startswith("您好")
     assert all(re.search(r"[\u4e00-\u9fff]", s) for s in result.handling.steps)
+    # A record's own language wins over the setting.
+    assert analyzer.analyze({"text": english, "language": "en"}).reply.language == "en"
+
+
+def test_records_in_a_batch_carry_their_own_language(offline: MotiveAnalyzer) -> None:
+    outcomes = offline.analyze_many([
+        {"id": "a", "text": "东西坏了要换货", "language": "en"},
+        {"id": "b", "text": "东西坏了要换货"},
+        {"id": "c", "text": "东西坏了要换货", "language": "fr"},
+        {"id": "d", "language": "en"},
+    ])
+    assert [o.result.reply.language for o in outcomes[:2]] == ["en", "zh"]
+    assert outcomes[2].error["kind"] == "input" and "'zh' or 'en'" in outcomes[2].error["message"]
+    assert outcomes[3].error["kind"] == "input"
+
+
+@pytest.mark.parametrize("text", ['"', "“”", '<b>"</b>'])
+def test_a_complaint_of_quotation_marks_alone_still_gets_a_result(
+        offline: MotiveAnalyzer, text: str) -> None:
+    # Found by the batch property test: the offline evidence, a bare quotation mark, was
+    # refused as "not a verbatim quote" because quotes are compared without their marks.
+    result = offline.analyze(text)
+    assert result.primary_motive.evidence and "no words" in " ".join(result.meta.warnings)
+
+
+def test_cli_batch_records_may_name_their_language(settings: Settings, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(settings.index_dir))
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "x", "text": "东西坏了要换货", "language": "en"},
+                                 ensure_ascii=False) + "\n", encoding="utf-8")
+    run = CliRunner().invoke(app, ["analyze", "--input", str(source), "--backend", "offline",
+                                   "--output", str(tmp_path / "out.jsonl"), "--quiet"])
+    assert run.exit_code == 0, run.output
+    line = json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))
+    assert line["id"] == "x" and line["result"]["reply"]["language"] == "en"

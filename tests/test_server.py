@@ -76,6 +76,16 @@ def test_batch_keeps_order_and_errors(client: httpx.Client) -> None:
     assert outcomes[1]["error"]["kind"] == "input" and outcomes[0]["result"]
 
 
+def test_each_request_may_name_its_reply_language(client: httpx.Client) -> None:
+    response = client.post("/v1/analyze/batch", json={"items": [
+        {"id": "zh", "text": "东西坏了要换货"},
+        {"id": "en", "text": "东西坏了要换货", "language": "en"}]})
+    chinese, english = (o["result"] for o in response.json()["outcomes"])
+    assert (chinese["reply"]["language"], english["reply"]["language"]) == ("zh", "en")
+    assert english["reply"]["text"].startswith("Hello")
+    assert client.post("/v1/analyze", json={"text": "退款", "language": "fr"}).status_code == 422
+
+
 @pytest.mark.parametrize(("request_kwargs", "status", "kind"), [
     ({"json": {"text": "   "}}, 422, "input"),
     ({"json": {"text": "a", "turns": []}}, 422, "input"),

@@ -131,9 +131,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         if isinstance(raw, InputError):
             raise raw
         complaint = to_input(raw, max_chars=self.settings.max_chars,
-                             truncate=self.settings.truncate)
-        if self.settings.reply_language != "auto":
-            complaint = complaint.model_copy(update={"language": self.settings.reply_language})
+                             truncate=self.settings.truncate,
+                             reply_language=self.settings.reply_language)
         if not self.settings.redact_pii:
             return complaint, 0
         masked = redact(complaint.text)
@@ -407,9 +406,13 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
 
 def _unpack(item: Any) -> tuple[str | None, Any]:
+    """An input's id, if it is a record, and what ``_guard`` takes: the record itself, or the
+    ``InputError`` a batch reader put in its text to keep an unreadable line's place."""
     if isinstance(item, dict) and ("text" in item or "turns" in item):
         raw_id = item.get("id")
-        return (None if raw_id is None else str(raw_id)), item.get("text", item.get("turns"))
+        text = item.get("text")
+        return (None if raw_id is None else str(raw_id)), (
+            text if isinstance(text, InputError) else item)
     return None, item
 
 

@@ -126,7 +126,7 @@ def analyze(
                                                "transcript; '-' reads standard input")] = None,
     input: Annotated[Path | None, typer.Option(
         "--input", "-i", exists=True, dir_okay=False,
-        help="JSONL of {id, text} (or {id, turns})")] = None,
+        help="JSONL of {id, text} (or {id, turns}), with an optional language")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="JSONL results, in "
                                                 "input order")] = None,
     format: FormatOption = "text",
@@ -167,12 +167,12 @@ def _analyzer(*, quiet: bool = False, **overrides: Any) -> MotiveAnalyzer:
     return analyzer
 
 
-def _read_batch(path: Path) -> list[tuple[str, Any]]:
+def _read_batch(path: Path) -> list[dict[str, Any]]:
     """Every line of the file becomes one input; an unreadable line becomes that input's
     error rather than disappearing."""
     from .errors import InputError
 
-    items: list[tuple[str, Any]] = []
+    items: list[dict[str, Any]] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -180,16 +180,17 @@ def _read_batch(path: Path) -> list[tuple[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                items.append((f"line-{number}", InputError(f"line {number}: not JSON "
-                                                           f"({error.msg})")))
+                items.append({"id": f"line-{number}", "text": InputError(
+                    f"line {number}: not JSON ({error.msg})")})
                 continue
             if not isinstance(record, dict):
-                items.append((f"line-{number}", InputError(f"line {number}: not an object")))
+                items.append({"id": f"line-{number}",
+                              "text": InputError(f"line {number}: not an object")})
                 continue
             item_id = str(record.get("id", f"line-{number}"))
-            payload = record.get("text", record.get("turns"))
-            items.append((item_id, payload if payload is not None else InputError(
-                f"line {number}: no 'text' or 'turns'")))
+            if record.get("text", record.get("turns")) is None:
+                record["text"] = InputError(f"line {number}: no 'text' or 'turns'")
+            items.append({**record, "id": item_id})  # the analyzer reads text, turns, language
     return items
 
 
@@ -202,8 +203,7 @@ async def _analyze_file(analyzer: MotiveAnalyzer, source: Path, target: Path | N
     failed = 0
     try:
         with progress(len(items), "analysing", disable=quiet or target is None) as advance:
-            outcomes = analyzer.aiter_outcomes([{"id": i, "text": p} for i, p in items],
-                                               concurrency=concurrency)
+            outcomes = analyzer.aiter_outcomes(items, concurrency=concurrency)
             # Outcomes come in input order, each as soon as it and everything before it is
             # done: every line is written at once, so an interrupted run keeps its work.
             async for outcome in outcomes:

@@ -90,10 +90,23 @@ def parse_transcript(text: str) -> list[Turn] | None:
     return turns or None
 
 
-def to_input(raw: Any, *, max_chars: int, truncate: bool = False) -> ComplaintInput:
-    """Validate and normalise what the caller passed, or raise ``InputError`` saying why."""
+def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
+             reply_language: Literal["auto", "zh", "en"] = "auto") -> ComplaintInput:
+    """Validate and normalise what the caller passed, or raise ``InputError`` saying why.
+
+    ``raw`` is a text, a list of turns, or a record ``{"text" | "turns", "language"?}``. The
+    language to answer in: the record's, else ``reply_language`` unless it is ``auto``,
+    else the script the customer wrote in."""
     if isinstance(raw, ComplaintInput):
         return raw
+    language = None if reply_language == "auto" else reply_language
+    if isinstance(raw, Mapping):
+        language = raw.get("language") or language
+        if language not in (None, "zh", "en"):
+            raise InputError(f"language must be 'zh' or 'en', not {str(language)[:20]!r}")
+        raw = raw.get("text", raw.get("turns"))
+        if raw is None:
+            raise InputError("a record needs 'text' (the complaint) or 'turns'")
     turns: list[Turn] | None
     if isinstance(raw, str):
         turns = parse_transcript(raw)
@@ -121,8 +134,8 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False) -> ComplaintIn
         warnings.append(f"truncated to {max_chars} characters")
     if not re.search(r"\w", text):
         warnings.append("no words in the text (only symbols or emoji)")
-    return ComplaintInput(text=text, turns=turns or [], language=detect_language(text),
-                          warnings=warnings)
+    return ComplaintInput(text=text, turns=turns or [],
+                          language=language or detect_language(text), warnings=warnings)
 
 
 def _turn(item: object, number: int) -> Turn:

@@ -53,6 +53,8 @@ class AnalyzeRequest(BaseModel):
     id: str | None = Field(None, max_length=200)
     text: str | None = Field(None, max_length=50_000)
     turns: list[TurnIn] | None = Field(None, max_length=200)
+    language: Literal["zh", "en"] | None = Field(
+        None, description="language of the reply and steps; default: the complaint's")
     fallback: Literal["none", "offline"] | None = None
 
     @model_validator(mode="after")
@@ -61,8 +63,11 @@ class AnalyzeRequest(BaseModel):
             raise ValueError("give exactly one of 'text' or 'turns'")
         return self
 
-    def payload(self) -> Any:
-        return self.text if self.text is not None else [t.model_dump() for t in self.turns or []]
+    def record(self) -> dict[str, Any]:
+        """What the analyzer takes: ``{"id", "text" | "turns", "language"}``."""
+        complaint = ({"text": self.text} if self.text is not None
+                     else {"turns": [t.model_dump() for t in self.turns or []]})
+        return {"id": self.id, **complaint, "language": self.language}
 
 
 class BatchRequest(BaseModel):
@@ -154,12 +159,12 @@ def create_app(settings: Settings | None = None, *, token: str | None = None,
 
     @app.post("/v1/analyze", response_model=MotiveAnalysis, dependencies=guarded)
     async def analyze(body: AnalyzeRequest) -> MotiveAnalysis:
-        return await state["analyzer"].aanalyze(body.payload(), fallback=body.fallback)
+        return await state["analyzer"].aanalyze(body.record(), fallback=body.fallback)
 
     @app.post("/v1/analyze/batch", response_model=BatchResponse, dependencies=guarded)
     async def analyze_batch(body: BatchRequest) -> BatchResponse:
         outcomes = await state["analyzer"].aanalyze_many(
-            [{"id": item.id, "text": item.payload()} for item in body.items],
+            [item.record() for item in body.items],
             concurrency=body.concurrency)
         return BatchResponse(outcomes=outcomes)
 

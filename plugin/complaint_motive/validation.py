@@ -13,14 +13,16 @@ from .guards import reply_violations
 from .schema import ModelAnswer
 
 
-def _fold(text: str) -> str:
-    return "".join(unicodedata.normalize("NFKC", text).split()).strip("\"'“”‘’「」").lower()
+def _squash(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).split()).lower()
 
 
 def quote_found(quote: str, text: str) -> bool:
-    """Whether an evidence quote really occurs in the complaint (ignoring width and spaces)."""
-    folded = _fold(quote)
-    return bool(folded) and folded in _fold(text)
+    """Whether an evidence quote really occurs in the complaint (ignoring width, spaces and
+    quotation marks around it; a quote that is only quotation marks is taken as it is)."""
+    squashed = _squash(quote)
+    folded = squashed.strip("\"'“”‘’「」") or squashed
+    return bool(folded) and folded in _squash(text)
 
 
 def answer_problems(answer: ModelAnswer, complaint: str, retrieved: Collection[str], *,
