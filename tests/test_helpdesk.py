@@ -113,3 +113,14 @@ def test_correction_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert wrong.exit_code == 1 and "not a taxonomy label" in wrong.stderr
     imported = runner.invoke(app, ["exemplars", "import-corrections"])
     assert imported.exit_code == 0 and "imported 1" in imported.stdout
+
+
+def test_a_hand_edited_corrections_file_with_a_broken_line_is_a_typed_error(
+        offline: MotiveAnalyzer, tmp_path: Path) -> None:
+    path = tmp_path / "corrections.jsonl"
+    offline.record_correction(offline.analyze("快递丢了,我要赔偿"), text="快递丢了,我要赔偿",
+                              motive="compensation", path=path)
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace('"reviewed":false', '"reviewed":yes') + good, encoding="utf-8")
+    with pytest.raises(InputError, match="line 1 is not a correction"):
+        import_corrections(path, tmp_path / "local.jsonl")

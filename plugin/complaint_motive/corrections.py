@@ -59,10 +59,20 @@ def record_correction(result: MotiveAnalysis, *, text: str, motive: str | None =
 
 
 def read_corrections(path: Path) -> list[Correction]:
+    """The corrections in ``path``; reviewers edit this file by hand, so a line that no
+    longer parses is a typed error naming it."""
     if not path.exists():
         return []
-    return [Correction.model_validate_json(line) for line in
-            path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    corrections = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            corrections.append(Correction.model_validate_json(line))
+        except ValueError:  # its message would quote the line
+            raise InputError(f"{path}: line {number} is not a correction; fix it and "
+                             "import again") from None
+    return corrections
 
 
 def import_corrections(corrections: Path, local_exemplars: Path, *,
