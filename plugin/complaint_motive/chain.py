@@ -9,7 +9,6 @@ stops a dead endpoint from costing every complaint its full timeout.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -214,9 +213,7 @@ class LLMBackend:
             self.breaker.check()
             try:
                 out = await self.structured.ainvoke(request, config=config)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
+            except Exception as error:  # cancellation is a BaseException: it passes through
                 raise self._failed(exchange, error) from error
             self.breaker.record(ok=True)
             if (reply := exchange.receive(out)) is not None:
