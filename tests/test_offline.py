@@ -86,6 +86,63 @@ def test_praise_is_not_forced_into_a_motive(offline: MotiveAnalyzer) -> None:
     result = offline.analyze("谢谢你们的客服,服务很好,给你们点赞!")
     assert result.primary_motive.id == "not_a_complaint"
     assert result.secondary_motives == []
+    assert result.stage is None  # a customer on no path to a complaint has no stage
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("12345", "only digits"),
+    ("退" * 8000, "one character repeated"),
+    ("😡😡😡👎👎👎", "no words"),
+    ("注文した商品がまだ届きません。どうなっていますか", "Japanese"),
+    ("주문한 상품이 아직 도착하지 않았습니다", "Korean"),
+    ("لم يصل طلبي بعد، أريد استرداد المال", "Arabic"),
+])
+def test_text_it_cannot_read_gets_an_honest_unknown(offline: MotiveAnalyzer, text: str,
+                                                    reason: str) -> None:
+    result = offline.analyze(text)
+    assert result.primary_motive.id == "unknown"
+    assert result.primary_motive.level == "low"
+    assert result.primary_motive.action == "human_review"
+    assert any(reason in warning for warning in result.meta.warnings)
+
+
+def test_a_script_it_has_no_replies_in_is_answered_in_english(offline: MotiveAnalyzer) -> None:
+    assert offline.analyze("注文した商品がまだ届きません").reply.language == "en"
+
+
+def test_replies_name_the_customers_issue_in_their_words(offline: MotiveAnalyzer) -> None:
+    annual_fee = offline.analyze("信用卡年费被扣了两次,我要求退还多扣的年费")
+    nappy = offline.analyze("纸尿裤里有异物,太恶心了,必须给我退款")
+    assert annual_fee.primary_motive.id == nappy.primary_motive.id == "compensation"
+    assert "年费被扣了两次" in annual_fee.reply.text
+    assert "纸尿裤里有异物" in nappy.reply.text
+    english = offline.analyze("I was charged $25 twice for my subscription. I want a refund.")
+    assert "charged $25 twice" in english.reply.text
+
+
+def test_a_quote_that_would_break_the_reply_policy_is_left_out(
+        offline: MotiveAnalyzer) -> None:
+    from complaint_motive.guards import reply_violations
+
+    # Quoting "refund me $500" back would read as a promise of $500.
+    result = offline.analyze("refund me $500 now, the blender broke on day one")
+    assert not reply_violations(result.reply.text)
+    assert "$500" not in result.reply.text
+
+
+def test_no_two_offline_replies_are_the_same_unless_the_complaints_are(
+        offline: MotiveAnalyzer) -> None:
+    from complaint_motive.exemplars import read_labelled
+    from complaint_motive.resources import corpus_dir
+
+    items, _ = read_labelled(corpus_dir() / "eval" / "real.jsonl")
+    outcomes = offline.analyze_many([i.text for i in items])
+    by_reply: dict[str, set[str]] = {}
+    for item, outcome in zip(items, outcomes, strict=True):
+        assert outcome.result is not None, outcome.error
+        by_reply.setdefault(outcome.result.reply.text, set()).add(item.text)
+    repeated = {reply: texts for reply, texts in by_reply.items() if len(texts) > 1}
+    assert not repeated, list(repeated.items())[:2]
 
 
 @pytest.mark.parametrize("bad", ["", "   \n\t", None, 42, b"bytes", {"no": "text"}])

@@ -172,7 +172,9 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                 prepared.append(item)
                 continue
             complaint, redactions = item
-            signals = collect_signals(complaint.text, scores[position], neighbours[position])
+            signals = collect_signals(complaint.text, scores[position], neighbours[position],
+                                      unreadable=complaint.unreadable,
+                                      channel=complaint.channel)
             chunks = steer(pools[position], self.settings.top_k, signals.hint_motives())
             messages = None
             if with_messages and self.llm is not None:
@@ -240,7 +242,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         # Structured fields for log pipelines; labels and numbers only, never the text.
         log.info("analysed", extra={
             "event": "analysed", "backend": backend, "motive": result.primary_motive.id,
-            "stage": result.stage.id, "level": result.primary_motive.level,
+            "stage": result.stage.id if result.stage else None,
+            "level": result.primary_motive.level,
             "risk": result.risk.level, "latency_ms": meta.latency_ms,
             "tokens": usage.total_tokens, "degraded": meta.degraded,
             "redactions": meta.redactions})

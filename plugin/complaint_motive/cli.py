@@ -255,7 +255,8 @@ def correct(
                                  path=analyzer.settings.corrections_file, reviewed=reviewed)
     except ComplaintMotiveError as error:
         raise _fail(error) from error
-    typer.echo(f"recorded in {path} (was {result.primary_motive.id}/{result.stage.id})")
+    typer.echo(f"recorded in {path} (was {result.primary_motive.id}/"
+                f"{result.stage.id if result.stage else '-'})")
 
 
 @exemplars_app.command("import-corrections")

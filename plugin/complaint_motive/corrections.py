@@ -25,9 +25,9 @@ class Correction(BaseModel):
     created_at: str
     text: str
     predicted_motive: str
-    predicted_stage: str
+    predicted_stage: str | None
     motive: PrimaryMotiveId
-    stage: StageId
+    stage: StageId | None
     note: str | None = None
     backend: str
     reviewed: bool = Field(False, description="set by a reviewer before import")
@@ -40,12 +40,16 @@ def record_correction(result: MotiveAnalysis, *, text: str, motive: str | None =
     if motive is None and stage is None:
         raise InputError("a correction needs the right motive, the right stage, or both")
     masked = redact(text).text
+    predicted_stage = result.stage.id if result.stage else None
     try:
         correction = Correction(
             id=hashlib.sha256(masked.encode()).hexdigest()[:12],
             created_at=datetime.now(UTC).isoformat(timespec="seconds"), text=masked,
-            predicted_motive=result.primary_motive.id, predicted_stage=result.stage.id,
-            motive=motive or result.primary_motive.id, stage=stage or result.stage.id,
+            predicted_motive=result.primary_motive.id, predicted_stage=predicted_stage,
+            motive=motive or result.primary_motive.id,
+            # what is not a complaint has no stage (docs/labelling.md)
+            stage=None if (motive or result.primary_motive.id) == "not_a_complaint"
+            else stage or predicted_stage,
             note=note, backend=result.meta.backend, reviewed=reviewed)
     except ValueError as error:
         raise InputError(f"not a taxonomy label: {error.errors()[0]['input']!r}"  # type: ignore[attr-defined]

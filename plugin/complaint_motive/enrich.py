@@ -126,7 +126,7 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
         secondary_motives=[SecondaryMotive(id=m.value, zh=taxonomy.motive(m.value).zh,
                                            en=taxonomy.motive(m.value).en)
                            for m in answer.secondary_motives],
-        stage=StageCall(
+        stage=None if motive_id == "not_a_complaint" else StageCall(
             id=stage_id, zh=stage_label.zh, en=stage_label.en,
             confidence=answer.stage_confidence, level=stage_level,
             action=settings.actions[stage_level], evidence=evidence(answer.stage_evidence),

@@ -189,10 +189,12 @@ def _prediction(item: LabelledComplaint, outcome: Outcome) -> Prediction:
         return Prediction(**base, error=outcome.error)
     quotes = [e.quote for e in result.primary_motive.evidence]
     return Prediction(
-        **base, motive=result.primary_motive.id, stage=result.stage.id,
+        **base, motive=result.primary_motive.id,
+        stage=result.stage.id if result.stage else None,
         secondary=[m.id for m in result.secondary_motives],
         confidence=result.primary_motive.confidence, level=result.primary_motive.level,
-        stage_confidence=result.stage.confidence, stage_level=result.stage.level,
+        stage_confidence=result.stage.confidence if result.stage else None,
+        stage_level=result.stage.level if result.stage else None,
         risk_flags=result.risk.flags, cited=len(result.citations),
         needs=[n.id for n in result.needs.items], legitimacy=result.legitimacy.id,
         # Quotes are checked against the masked text the backend saw; masks do not occur
@@ -387,7 +389,7 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
         if predictions_path else None
     try:
         with progress(len(todo), "evaluating", disable=not progress_bar) as advance:
-            outcomes = analyzer.aiter_outcomes([item.text for item in todo],
+            outcomes = analyzer.aiter_outcomes([item.as_input() for item in todo],
                                                concurrency=concurrency)
             position = 0
             async for outcome in outcomes:

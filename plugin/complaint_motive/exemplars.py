@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError
 from .resources import corpus_dir
-from .taxonomy import LegitimacyId, NeedId, PrimaryMotiveId, RiskFlagId, StageId
+from .taxonomy import ChannelId, LegitimacyId, NeedId, PrimaryMotiveId, RiskFlagId, StageId
 
 
 class LabelledComplaint(BaseModel):
@@ -27,6 +28,18 @@ class LabelledComplaint(BaseModel):
     risk_flags: tuple[RiskFlagId, ...] = ()
     legitimacy: LegitimacyId | None = None
     domain: str | None = None
+    # Provenance (docs/labelling.md): real texts name where they come from.
+    lang: Literal["zh", "en"] | None = None
+    channel: ChannelId | None = None
+    source: str | None = None
+    second_motive: PrimaryMotiveId | None = Field(
+        None, description="a second annotator's blind primary motive (inter-annotator "
+        "agreement)")
+
+    def as_input(self) -> dict[str, str]:
+        """The record an analyzer is given for this item: the text, and the channel when
+        known (a helpdesk knows where a ticket came from)."""
+        return {"text": self.text, **({"channel": self.channel.value} if self.channel else {})}
 
 
 class LineProblem(BaseModel):

@@ -26,6 +26,18 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\
 _TAG = re.compile(r"<[^>]{0,200}>")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
+#: Scripts the analyzer cannot read, by the name a warning gives them. Japanese is told
+#: from Chinese by its kana.
+_OTHER_SCRIPTS: dict[str, re.Pattern[str]] = {
+    "Japanese": re.compile(r"[\u3040-\u30ff]"),
+    "Korean": re.compile(r"[\uac00-\ud7af\u1100-\u11ff]"),
+    "Arabic": re.compile(r"[\u0600-\u06ff]"),
+    "Cyrillic": re.compile(r"[\u0400-\u04ff]"),
+    "Thai": re.compile(r"[\u0e00-\u0e7f]"),
+    "Devanagari": re.compile(r"[\u0900-\u097f]"),
+    "Hebrew": re.compile(r"[\u0590-\u05ff]"),
+    "Greek": re.compile(r"[\u0370-\u03ff]"),
+}
 
 
 class Turn(BaseModel):
@@ -41,6 +53,11 @@ class ComplaintInput(BaseModel):
     turns: list[Turn] = Field([], description="the whole conversation; empty for plain text")
     language: Literal["zh", "en"]
     warnings: list[str] = []
+    channel: str | None = Field(None, description="where the text was written, when the "
+                                "caller knows (a taxonomy channel id: review, "
+                                "regulator_filing…)")
+    unreadable: str | None = Field(None, description="why no motive can be read from the "
+                                   "text (a script the analyzer does not read, emoji only…)")
 
     def turn_of(self, quote: str) -> int | None:
         """The customer turn a quote comes from (None for plain text)."""
@@ -63,8 +80,41 @@ def clean_text(text: str) -> str:
 
 
 def detect_language(text: str) -> Literal["zh", "en"]:
+    """The reply language: Chinese where Han characters hold their own against Latin
+    letters; English otherwise, and for scripts we have no replies in (the wider reach)."""
     cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
+    if other_script(text):
+        return "en"
     return "zh" if cjk and cjk * 3 >= latin else ("en" if latin else "zh")
+
+
+def other_script(text: str) -> str | None:
+    """The name of a script the analyzer cannot read, when the text is mostly in it."""
+    readable = len(_CJK.findall(text)) + len(_LATIN.findall(text))
+    for name, pattern in _OTHER_SCRIPTS.items():
+        count = len(pattern.findall(text))
+        if count and count >= readable / 3:
+            return name
+    return None
+
+
+def unreadable_reason(text: str) -> str | None:
+    """Why no motive can honestly be read from ``text``, or None when it can.
+
+    >>> unreadable_reason("12345")
+    'the text is only digits'
+    """
+    words = re.sub(r"[\W_]+", "", text)
+    if not words:
+        return "the text has no words, only symbols or emoji"
+    if words.isdigit():
+        return "the text is only digits"
+    if len(set(words)) == 1 and len(words) > 1:
+        return "the text is one character repeated"
+    script = other_script(text)
+    if script:
+        return f"the text is in a script the analyzer does not read ({script})"
+    return None
 
 
 def _role(raw: object) -> Role:
@@ -94,16 +144,22 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
              reply_language: Literal["auto", "zh", "en"] = "auto") -> ComplaintInput:
     """Validate and normalise what the caller passed, or raise ``InputError`` saying why.
 
-    ``raw`` is a text, a list of turns, or a record ``{"text" | "turns", "language"?}``. The
+    ``raw`` is a text, a list of turns, or a record ``{"text" | "turns", "language"?,
+    "channel"?}``. The
     language to answer in: the record's, else ``reply_language`` unless it is ``auto``,
     else the script the customer wrote in."""
     if isinstance(raw, ComplaintInput):
         return raw
     language = None if reply_language == "auto" else reply_language
+    channel = None
     if isinstance(raw, Mapping):
         language = raw.get("language") or language
         if language not in (None, "zh", "en"):
             raise InputError(f"language must be 'zh' or 'en', not {str(language)[:20]!r}")
+        channel = raw.get("channel")
+        if channel is not None and channel not in _channels():
+            raise InputError(f"channel must be one of {', '.join(_channels())}, not "
+                             f"{str(channel)[:30]!r}")
         raw = raw.get("text", raw.get("turns"))
         if raw is None:
             raise InputError("a record needs 'text' (the complaint) or 'turns'")
@@ -132,10 +188,17 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
                              f"{max_chars}: shorten it, raise max_chars, or allow truncation")
         text = text[:max_chars]
         warnings.append(f"truncated to {max_chars} characters")
-    if not re.search(r"\w", text):
-        warnings.append("no words in the text (only symbols or emoji)")
-    return ComplaintInput(text=text, turns=turns or [],
+    unreadable = unreadable_reason(text)
+    if unreadable:
+        warnings.append(unreadable)
+    return ComplaintInput(text=text, turns=turns or [], unreadable=unreadable, channel=channel,
                           language=language or detect_language(text), warnings=warnings)
+
+
+def _channels() -> list[str]:
+    from .taxonomy import load_taxonomy
+
+    return [c.id for c in load_taxonomy().channels]
 
 
 def _turn(item: object, number: int) -> Turn:

@@ -34,8 +34,9 @@ def render_card(result: MotiveAnalysis, console: Console | None = None) -> None:
                   + (f"  also: {secondary}" if secondary else ""))
     if motive.evidence:
         table.add_row("", "evidence: " + " | ".join(escape(e.quote) for e in motive.evidence))
-    table.add_row("stage", f"{stage.id} ({name(stage)}) {stage.confidence:.2f} "
-                  + escape(f"[{stage.level}]"))
+    if stage is not None:
+        table.add_row("stage", f"{stage.id} ({name(stage)}) {stage.confidence:.2f} "
+                      + escape(f"[{stage.level}]"))
     table.add_row("risk", f"[{_RISK_STYLE[risk.level]}]{risk.level}[/] "
                   + (", ".join(risk.flags) or "no flags"))
     table.add_row("needs", ", ".join(name(n) for n in result.needs.items) +

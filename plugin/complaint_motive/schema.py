@@ -194,7 +194,8 @@ class MotiveAnalysis(BaseModel):
 
     primary_motive: PrimaryMotive
     secondary_motives: list[SecondaryMotive]
-    stage: StageCall
+    stage: StageCall | None = Field(description="None when the text is not a complaint: a "
+                                    "customer on no path to a complaint has no stage")
     needs: Needs
     legitimacy: NamedLabel
     sources: list[NamedLabel]

@@ -66,6 +66,8 @@ class Motive(Label):
     handling: Localized[tuple[str, ...]]
     avoid: Localized[tuple[str, ...]]
     reply: Localized[str]
+    repeat_ask: bool = Field(False, description="a reply draft repeats what the customer asks "
+                             "for in their words (not for threats or insults)")
 
     @model_validator(mode="after")
     def _same_steps_in_both_languages(self) -> Motive:
@@ -83,6 +85,17 @@ class Stage(Label):
 
     handling: Localized[str]
     explanation: Localized[str]
+    reply: Localized[str] = Field(description="the sentence a reply draft adds for the "
+                                  "stage (its handling, said to the customer)")
+
+
+class Channel(Label):
+    """Where a text was written, which bounds its stage (docs/labelling.md): filing on a
+    complaint platform is the formal act; a review speaks to other customers."""
+
+    stage: str | None = Field(None, description="the stage every text from here is at")
+    max_stage: str | None = Field(None, description="the highest stage the classifier alone "
+                                  "may give; an explicit marker still goes above it")
 
 
 class Need(Label):
@@ -115,6 +128,8 @@ class ReplyFrame(_Frozen):
     explain_with_evidence: str
     explain: str
     explain_unclear: str
+    about: str = Field(description="names the customer's issue in their words: {issue}")
+    asked: str = Field(description="repeats what they ask for in their words: {ask}")
 
 
 class Taxonomy(_Frozen):
@@ -122,6 +137,7 @@ class Taxonomy(_Frozen):
     motives: tuple[Motive, ...]
     abstentions: tuple[Abstention, ...]
     stages: tuple[Stage, ...]
+    channels: tuple[Channel, ...]
     needs: tuple[Need, ...]
     legitimacy: tuple[Label, ...]
     sources: tuple[Label, ...]
@@ -130,6 +146,15 @@ class Taxonomy(_Frozen):
     do_not_say: tuple[DoNotSay, ...]
     reply_frame: Localized[ReplyFrame]
     fingerprint: str = Field(default="", description="content hash of the YAML file")
+
+    @model_validator(mode="after")
+    def _channels_name_real_stages(self) -> Taxonomy:
+        stages = {s.id for s in self.stages}
+        for channel in self.channels:
+            for stage in (channel.stage, channel.max_stage):
+                if stage is not None and stage not in stages:
+                    raise ValueError(f"channel {channel.id}: {stage!r} is not a stage")
+        return self
 
     def is_motive(self, label_id: str) -> bool:
         """One of the nine motives (not an abstention such as ``unknown``)."""
@@ -141,6 +166,9 @@ class Taxonomy(_Frozen):
     def stage(self, stage_id: str) -> Stage:
         return _by_id(self.stages, stage_id)
 
+    def channel(self, channel_id: str) -> Channel:
+        return _by_id(self.channels, channel_id)
+
     def risk_signal(self, signal_id: str) -> RiskSignal:
         return _by_id(self.risk_signals, signal_id)
 
@@ -148,7 +176,7 @@ class Taxonomy(_Frozen):
         """Every section reference → the label ids (of any family) that cite it."""
         found: dict[str, set[str]] = {}
         families: list[tuple[Label, ...]] = [
-            self.motives, self.stages, self.needs, self.legitimacy, self.sources,
+            self.motives, self.stages, self.channels, self.needs, self.legitimacy, self.sources,
             self.risk_signals, self.principles,
         ]
         for family in families:
@@ -197,6 +225,7 @@ if TYPE_CHECKING:  # the checker sees enums; at run time their members come from
     class MotiveId(StrEnum): ...
     class PrimaryMotiveId(StrEnum): ...
     class StageId(StrEnum): ...
+    class ChannelId(StrEnum): ...
     class NeedId(StrEnum): ...
     class LegitimacyId(StrEnum): ...
     class SourceId(StrEnum): ...
@@ -209,6 +238,7 @@ else:
     PrimaryMotiveId = _enum("PrimaryMotiveId",
                             [m.id for m in (*_T.motives, *_T.abstentions)])
     StageId = _enum("StageId", [s.id for s in _T.stages])
+    ChannelId = _enum("ChannelId", [c.id for c in _T.channels])
     NeedId = _enum("NeedId", [n.id for n in _T.needs])
     LegitimacyId = _enum("LegitimacyId", [x.id for x in _T.legitimacy])
     SourceId = _enum("SourceId", [x.id for x in _T.sources])
