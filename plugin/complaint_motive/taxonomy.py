@@ -90,12 +90,10 @@ class Stage(Label):
 
 
 class Channel(Label):
-    """Where a text was written, which bounds its stage (docs/labelling.md): filing on a
-    complaint platform is the formal act; a review speaks to other customers."""
+    """Where a text was written, which can fix its stage (docs/labelling.md): filing on a
+    complaint platform or with a regulator is the formal act."""
 
     stage: str | None = Field(None, description="the stage every text from here is at")
-    max_stage: str | None = Field(None, description="the highest stage the classifier alone "
-                                  "may give; an explicit marker still goes above it")
 
 
 class Need(Label):
@@ -151,9 +149,8 @@ class Taxonomy(_Frozen):
     def _channels_name_real_stages(self) -> Taxonomy:
         stages = {s.id for s in self.stages}
         for channel in self.channels:
-            for stage in (channel.stage, channel.max_stage):
-                if stage is not None and stage not in stages:
-                    raise ValueError(f"channel {channel.id}: {stage!r} is not a stage")
+            if channel.stage is not None and channel.stage not in stages:
+                raise ValueError(f"channel {channel.id}: {channel.stage!r} is not a stage")
         return self
 
     def is_motive(self, label_id: str) -> bool:
