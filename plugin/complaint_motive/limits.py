@@ -81,6 +81,16 @@ def _body_error(error: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """The chain of errors behind ``error`` (langchain wraps openai's, which wraps httpx's)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 def retry_after(headers: Any) -> float | None:
     """Seconds the server asks us to wait: ``retry-after-ms`` (OpenAI, Azure), then
     ``retry-after`` in seconds or as an HTTP date."""
@@ -135,9 +145,9 @@ def classify(error: Exception, describe: Describe) -> Failure:
             "allows; raise rate_limit_wait, lower concurrency or try later"),
             "rate_limit", retry_after=retry_after(error.response.headers))
     if isinstance(error, openai.APITimeoutError):
-        if _DEADLINE_NOTE in str(error.__cause__ or ""):
+        if late := next((e for e in _causes(error) if _DEADLINE_NOTE in str(e)), None):
             return Failure(BackendError(
-                f"the LLM request ran past its {error.__cause__}: the server kept the "
+                f"the LLM request ran past its {late}: the server kept the "
                 "connection alive without finishing; raise deadline or try later"),
                 "timeout", trips_breaker=True)
         return Failure(describe(error), "timeout", trips_breaker=True)
@@ -360,7 +370,10 @@ def bound_requests(client: Any, deadline: float) -> Any:
     or async) a total deadline, through the client's public event hooks: each timeout is
     clamped to the deadline, and the body is read against the clock, so a server that
     trickles bytes is cut off. Returns the client."""
-    module = importlib.import_module(type(client).__module__.split(".")[0])
+    home = next(base.__module__ for base in type(client).__mro__
+                if base.__name__ in ("Client", "AsyncClient")
+                and base.__module__.split(".")[0] in ("httpx", "httpx2"))
+    module = importlib.import_module(home.split(".")[0])
     starts: dict[int, float] = {}
 
     def chat(request: Any) -> bool:
@@ -388,9 +401,14 @@ def bound_requests(client: Any, deadline: float) -> Any:
                                       request=response.request)
 
         if hasattr(inner, "__aiter__"):
-            response.stream = _AsyncDeadlineStream(inner, expires, late)
+            response.stream = async_stream(inner, expires, late)
         else:
-            response.stream = _DeadlineStream(inner, expires, late)
+            response.stream = sync_stream(inner, expires, late)
+
+    # httpx checks the stream's type before closing it: the wrappers are its own kinds.
+    sync_stream = type("DeadlineStream", (_DeadlineStream, module.SyncByteStream), {})
+    async_stream = type("AsyncDeadlineStream", (_AsyncDeadlineStream, module.AsyncByteStream),
+                        {})
 
     if isinstance(client, module.AsyncClient):
         async def aon_request(request: Any) -> None:
