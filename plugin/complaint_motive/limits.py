@@ -169,10 +169,10 @@ def classify(error: Exception, describe: Describe) -> Failure:
     if isinstance(error, openai.BadRequestError) and "thinking" in str(
             getattr(error, "message", "")).lower():
         described = describe(error)
-        described.message += (" The model is in thinking mode: turn it off with extra_body "
-                              "(Qwen: {'enable_thinking': False}; DeepSeek: {'thinking': "
-                              "{'type': 'disabled'}}); the qwen and deepseek recipes do")
-        return Failure(described, "final")
+        return Failure(type(described)(
+            f"{described.message} The model is in thinking mode: turn it off with extra_body "
+            "(Qwen: {'enable_thinking': False}; DeepSeek: {'thinking': {'type': "
+            "'disabled'}}); the qwen and deepseek recipes do", **described.details), "final")
     return Failure(describe(error), "final")
 
 
