@@ -190,7 +190,15 @@ class LLMBackend:
 
     async def aanswer(self, messages: list[BaseMessage], validate: Validator,
                       config: RunnableConfig | None = None) -> LLMReply:
-        exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+        return await self.acontinue(self.exchange(messages, validate), config)
+
+    def exchange(self, messages: list[BaseMessage], validate: Validator) -> _Exchange:
+        """A new re-ask loop for ``messages`` (the Batch API feeds it its first answer)."""
+        return _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+
+    async def acontinue(self, exchange: _Exchange,
+                        config: RunnableConfig | None = None) -> LLMReply:
+        """Run ``exchange`` to a valid answer or a typed error, from wherever it stands."""
         while (request := exchange.next_request()) is not None:
             async def send(request: list[BaseMessage] = request) -> dict[str, Any]:
                 return _settled(await self.structured.ainvoke(request, config=config))
