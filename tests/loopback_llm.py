@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
 
 from scripted_llm import Seen, completion, good_answer
 
@@ -73,6 +75,43 @@ def loopback_llm(state: Loopback) -> Iterator[Loopback]:
     thread.start()
     try:
         yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def serving(handler: Callable[[httpx.Request], httpx.Response]) -> Iterator[str]:
+    """Serve an ``httpx.MockTransport``-style handler on loopback; yields the base URL. For
+    code that builds its own clients (the command line)."""
+
+    class Adapter(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _relay(self) -> None:
+            length = int(self.headers.get("content-length", 0))
+            request = httpx.Request(self.command, f"http://127.0.0.1{self.path}",
+                                    headers=dict(self.headers.items()),
+                                    content=self.rfile.read(length) if length else b"")
+            response = handler(request)
+            body = response.read()
+            self.send_response(response.status_code)
+            for key, value in response.headers.items():
+                if key.lower() not in ("content-length", "transfer-encoding",
+                                       "content-encoding"):
+                    self.send_header(key, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_DELETE = _relay  # noqa: N815
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Adapter)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()

@@ -117,3 +117,42 @@ def test_bad_input_lines_keep_their_place(index_dir, tmp_path) -> None:
     assert [o.ok for o in outcomes] == [True, False, True]
     assert outcomes[1].error["kind"] == "input"
     assert service.batch_answered == 2
+
+
+def test_command_line_analyze_and_eval_through_the_batch_api(index_dir, tmp_path,
+                                                             monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from complaint_motive.cli import app
+    from loopback_llm import serving
+
+    service = ScriptedBatches(expire_after=3)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in ITEMS[:5]),
+                      encoding="utf-8")
+    dataset = tmp_path / "gold.jsonl"
+    dataset.write_text("".join(json.dumps({**i, "motive": "compensation",
+                                           "stage": "voiced_grievance"}, ensure_ascii=False)
+                               + "\n" for i in ITEMS[:4]), encoding="utf-8")
+    with serving(service.handler) as base_url:
+        for name, value in {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-test",
+                            "COMPLAINT_MOTIVE_INDEX_DIR": str(index_dir)}.items():
+            monkeypatch.setenv(name, value)
+        analyzed = CliRunner().invoke(app, [
+            "analyze", "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+            "--batch-api", "--poll-interval", "0", "--quiet"])
+        evaluated = CliRunner().invoke(app, [
+            "eval", str(dataset), "--report", str(tmp_path / "report"), "--batch-api",
+            "--poll-interval", "0", "--quiet"])
+
+    assert analyzed.exit_code == 0, analyzed.output
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == [i["id"] for i in ITEMS[:5]]
+    assert all("result" in line for line in lines)
+    assert json.loads((tmp_path / "out.jsonl.batch-state.json").read_text())["status"] == \
+        "expired"
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n"] == 4 and metrics["errors"] == 0
+    assert (tmp_path / "report" / "batch-state.json").exists()
+    assert len(service.batches) == 2 and service.batch_answered == 6  # 3 + 3, rest synchronous
