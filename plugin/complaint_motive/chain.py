@@ -10,6 +10,7 @@ backoff shared by concurrent calls, the total deadline and the circuit breaker a
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -154,10 +155,15 @@ class LLMBackend:
             api_key=settings.openai_api_key or "not-needed",  # local servers take any key
             base_url=settings.openai_base_url, timeout=settings.timeout,
             max_retries=0,  # retries are ours (limits.CallLimits), shared across calls
-            http_client=bound_requests(http_client or openai.DefaultHttpxClient(),
-                                       settings.deadline),
+            # Our own clients (they carry the deadline), so langchain's OPENAI_PROXY
+            # handling moves here: it refuses a proxy beside given clients.
+            openai_proxy=None,
+            http_client=bound_requests(
+                http_client or openai.DefaultHttpxClient(proxy=os.environ.get("OPENAI_PROXY")),
+                settings.deadline),
             http_async_client=bound_requests(
-                http_async_client or openai.DefaultAsyncHttpxClient(), settings.deadline))
+                http_async_client or openai.DefaultAsyncHttpxClient(
+                    proxy=os.environ.get("OPENAI_PROXY")), settings.deadline))
         # A dict schema, not the class: with the class, the openai client parses the answer
         # itself and a malformed answer raises before we see its text or its token usage.
         self.structured = self.llm.with_structured_output(

@@ -410,6 +410,8 @@ def bound_requests(client: Any, deadline: float) -> Any:
     async_stream = type("AsyncDeadlineStream", (_AsyncDeadlineStream, module.AsyncByteStream),
                         {})
 
+    request_hook: Any = on_request
+    response_hook: Any = on_response
     if isinstance(client, module.AsyncClient):
         async def aon_request(request: Any) -> None:
             on_request(request)
@@ -417,11 +419,13 @@ def bound_requests(client: Any, deadline: float) -> Any:
         async def aon_response(response: Any) -> None:
             on_response(response)
 
-        client.event_hooks = {"request": [*client.event_hooks["request"], aon_request],
-                              "response": [*client.event_hooks["response"], aon_response]}
-    else:
-        client.event_hooks = {"request": [*client.event_hooks["request"], on_request],
-                              "response": [*client.event_hooks["response"], on_response]}
+        request_hook, response_hook = aon_request, aon_response
+    request_hook.bounds_deadline = response_hook.bounds_deadline = True
+    # A client handed to a second analyzer gets the new deadline, not two of them.
+    kept = {kind: [hook for hook in hooks if not getattr(hook, "bounds_deadline", False)]
+            for kind, hooks in client.event_hooks.items()}
+    client.event_hooks = {"request": [*kept.get("request", []), request_hook],
+                          "response": [*kept.get("response", []), response_hook]}
     return client
 
 
