@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENDPOINT = "/v1/chat/completions"
+#: The documented input limits: "The file can contain up to 50,000 requests, and can be up
+#: to 200 MB in size."
+MAX_REQUESTS, MAX_BYTES = 50_000, 200 * 1024 * 1024
 #: Statuses after which a batch changes no more (openai ``Batch.status``).
 FINAL = ("completed", "failed", "expired", "cancelled")
 
@@ -140,6 +143,10 @@ class BatchRun:
         """Submit (or resume) the batch and wait for it: answers (chat.completion bodies) and
         failures (a reason), by custom_id."""
         data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        if len(lines) > MAX_REQUESTS or len(data) > MAX_BYTES:
+            raise ConfigurationError(
+                f"a batch takes at most {MAX_REQUESTS} requests and 200 MB; this one has "
+                f"{len(lines)} requests, {len(data) / 1e6:.0f} MB: split the input file")
         fingerprint = hashlib.sha256(data).hexdigest()
         state = self._load_state()
         if state.get("fingerprint") == fingerprint and state.get("batch_id"):
