@@ -218,3 +218,16 @@ def test_the_deadline_leaves_a_prompt_answer_alone(index_dir) -> None:
             openai_base_url=server.base_url, timeout=2, deadline=5)
         result = analyzer.analyze(COMPLAINT)
         assert result.meta.backend == "llm" and server.finished == 1
+
+
+def test_the_http_service_answers_a_filtered_complaint_with_422(index_dir) -> None:
+    from fastapi.testclient import TestClient
+
+    from complaint_motive.server import create_app
+
+    endpoint = ScriptedEndpoint(default=lambda b, s: httpx.Response(400,
+                                                                    json=AZURE_PROMPT_FILTERED))
+    with TestClient(create_app(analyzer=_analyzer(index_dir, endpoint))) as client:
+        response = client.post("/v1/analyze", json={"text": COMPLAINT})
+    assert response.status_code == 422
+    assert response.json()["kind"] == "content_filter"
