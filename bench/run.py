@@ -287,8 +287,51 @@ def bench_faults(folder: Path) -> None:
              "outcomes")
 
 
+def bench_limits(folder: Path) -> None:
+    """Rate limits and deadlines as providers produce them: 40 complaints at concurrency 8
+    through a 3 s burst of 429s without Retry-After; a server trickling its answer against a
+    0.5 s deadline (a 2 s timeout never fires: bytes keep coming), seconds until the call
+    gives up, median of 3."""
+    from contextlib import suppress
+
+    from complaint_motive import BackendError
+    from loopback_llm import Loopback, loopback_llm
+    from scripted_llm import error, good_answer
+
+    first: list[float] = []
+
+    def burst(body, seen):
+        first or first.append(time.monotonic())
+        if time.monotonic() - first[0] < 3.0:
+            return error(429, "Rate limit reached for requests")
+        return good_answer(seen)
+
+    endpoint = ScriptedEndpoint(default=burst)
+    analyzer = MotiveAnalyzer.from_settings(index_dir=folder, backend="llm",
+                                            openai_api_key="sk", **endpoint.clients())
+    started = time.perf_counter()
+    outcomes = analyzer.analyze_many([f"第{i}单:快递丢了,要求赔偿" for i in range(40)],
+                                     concurrency=8)
+    emit("limits.429_burst.wall", time.perf_counter() - started, "s")
+    emit("limits.429_burst.failed", sum(not o.ok for o in outcomes), "of 40")
+    emit("limits.429_burst.throttled_requests", len(endpoint.requests) - 40, "requests")
+
+    spent = []
+    for _ in range(3):
+        with loopback_llm(Loopback(trickle_bytes=40, trickle_pause=0.1)) as server:
+            trickled = MotiveAnalyzer.from_settings(
+                index_dir=folder, backend="llm", openai_api_key="sk",
+                openai_base_url=server.base_url, timeout=2, deadline=0.5, max_retries=0)
+            started = time.perf_counter()
+            with suppress(BackendError):
+                trickled.analyze("快递丢了,要求赔偿")
+            spent.append(time.perf_counter() - started)
+    emit("limits.trickle.call_seconds_p50", statistics.median(spent), "s (deadline 0.5 s)")
+
+
 SECTIONS = {"retrieval": bench_retrieval, "offline": bench_offline,
-            "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults}
+            "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults,
+            "limits": bench_limits}
 
 
 def main() -> None:

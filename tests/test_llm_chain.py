@@ -97,8 +97,7 @@ def test_rate_limit_then_success_is_retried_by_the_client(
     lambda b, s: error(500), lambda b, s: error(503),
     lambda b, s: httpx.ReadTimeout("scripted timeout"),
     lambda b, s: httpx.ConnectError("scripted refusal"),
-    lambda b, s: error(429, **{"retry-after-ms": "10"}),
-], ids=["500", "503", "timeout", "connect", "429-forever"])
+], ids=["500", "503", "timeout", "connect"])
 def test_transport_failures_end_in_a_backend_error(
         llm_analyzer: MotiveAnalyzer, endpoint: ScriptedEndpoint, failure) -> None:
     endpoint.default = failure
@@ -106,6 +105,18 @@ def test_transport_failures_end_in_a_backend_error(
         llm_analyzer.analyze(COMPLAINT)
     assert len(endpoint.requests) == 2  # one call plus max_retries=1
     assert COMPLAINT not in str(caught.value)
+
+
+def test_rate_limiting_that_never_ends_fails_after_rate_limit_wait(index_dir) -> None:
+    endpoint = ScriptedEndpoint(default=lambda b, s: error(429, **{"retry-after-ms": "10"}))
+    analyzer = MotiveAnalyzer.from_settings(
+        index_dir=index_dir, backend="llm", openai_api_key="sk-test", rate_limit_wait=1.0,
+        **endpoint.clients())
+    with pytest.raises(BackendError, match="rate_limit_wait"):
+        analyzer.analyze(COMPLAINT)
+    # Repeated 429s back off beyond the 10 ms the server asked for: a handful of requests
+    # in that second, not a hundred.
+    assert 2 <= len(endpoint.requests) <= 6
 
 
 def test_auth_failure_is_a_configuration_error(llm_analyzer, endpoint) -> None:

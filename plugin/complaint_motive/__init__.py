@@ -18,6 +18,7 @@ from .errors import (
     BackendUnavailable,
     ComplaintMotiveError,
     ConfigurationError,
+    ContentFilterError,
     IndexStoreError,
     InputError,
     OutputValidationError,
@@ -41,7 +42,7 @@ _LAZY = {
 
 __all__ = [
     "BackendError", "BackendUnavailable", "ComplaintMotiveError", "ConfigurationError",
-    "EvaluationReport", "GuidanceRetriever", "IndexStoreError", "InputError",
+    "ContentFilterError", "EvaluationReport", "GuidanceRetriever", "IndexStoreError", "InputError",
     "KnowledgeIndex", "MotiveAnalysis", "MotiveAnalyzer", "Outcome",
     "OutputValidationError", "Settings", "evaluate",
 ]

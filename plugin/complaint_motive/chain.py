@@ -2,16 +2,15 @@
 
 LangChain does not re-ask when an answer fails validation, so the bounded re-ask is here:
 the problems go back to the model once, then a typed error. Token usage is summed over
-every attempt and reported even when the call finally fails. Transport retries (timeouts,
-429 with Retry-After, 5xx) are the ``openai`` client's own, with backoff; a circuit breaker
-stops a dead endpoint from costing every complaint its full timeout.
+every attempt and reported even when the call finally fails. Retries, the rate-limit
+backoff shared by concurrent calls, the total deadline and the circuit breaker are in
+``limits``; reasoning models' quirks in ``reasoning``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,13 @@ from pydantic import ValidationError
 
 from .errors import (
     BackendError,
-    BackendUnavailable,
     ComplaintMotiveError,
     ConfigurationError,
     OutputValidationError,
 )
+from .limits import CallLimits, CircuitBreaker, bound_requests, check_answer
 from .prompts import reask_text
+from .reasoning import accepts_temperature, parse_past_thinking
 from .schema import ModelAnswer, Usage, model_facing_schema
 from .settings import Settings
 
@@ -42,36 +42,6 @@ class LLMReply:
     answer: ModelAnswer
     usage: Usage
     attempts: int
-
-
-class CircuitBreaker:
-    """Open after ``failures`` consecutive backend failures; let one call through after
-    ``cooldown`` seconds (half-open) and close again on its success."""
-
-    def __init__(self, failures: int, cooldown: float) -> None:
-        self.failures, self.cooldown = failures, cooldown
-        self._count, self._opened_at = 0, 0.0
-        self._lock = threading.Lock()
-
-    def check(self) -> None:
-        with self._lock:
-            if self._count >= self.failures:
-                waited = time.monotonic() - self._opened_at
-                if waited < self.cooldown:
-                    raise BackendUnavailable(
-                        f"the LLM endpoint failed {self._count} times in a row; not calling it "
-                        f"for another {self.cooldown - waited:.0f} s (use fallback='offline' "
-                        "to keep answering)")
-                self._count = self.failures - 1  # half-open: one trial call
-
-    def record(self, ok: bool) -> None:
-        with self._lock:
-            if ok:
-                self._count = 0
-            else:
-                self._count += 1
-                if self._count >= self.failures:
-                    self._opened_at = time.monotonic()
 
 
 def _usage(message: Any) -> Usage:
@@ -170,23 +140,40 @@ class LLMBackend:
 
     def __init__(self, settings: Settings, *, http_client: httpx.Client | None = None,
                  http_async_client: httpx.AsyncClient | None = None) -> None:
+        import openai
         from langchain_openai import ChatOpenAI
 
         self.settings = settings
         self.model_name = settings.model
         self.method = settings.structured_output
+        temperature: float | None = settings.temperature
+        if not accepts_temperature(settings.model, settings.reasoning_effort):
+            temperature = None  # o-series and gpt-5 reject it (400 unsupported_value)
         self.llm = ChatOpenAI(
-            model=settings.model, temperature=settings.temperature,
+            model=settings.model, temperature=temperature,
+            reasoning_effort=settings.reasoning_effort, extra_body=settings.extra_body or None,
             api_key=settings.openai_api_key or "not-needed",  # local servers take any key
             base_url=settings.openai_base_url, timeout=settings.timeout,
-            max_retries=settings.max_retries, http_client=http_client,
-            http_async_client=http_async_client)
+            max_retries=0,  # retries are ours (limits.CallLimits), shared across calls
+            # Our own clients (they carry the deadline), so langchain's OPENAI_PROXY
+            # handling moves here: it refuses a proxy beside given clients.
+            openai_proxy=None,
+            http_client=bound_requests(
+                http_client or openai.DefaultHttpxClient(proxy=os.environ.get("OPENAI_PROXY")),
+                settings.deadline),
+            http_async_client=bound_requests(
+                http_async_client or openai.DefaultAsyncHttpxClient(
+                    proxy=os.environ.get("OPENAI_PROXY")), settings.deadline))
         # A dict schema, not the class: with the class, the openai client parses the answer
         # itself and a malformed answer raises before we see its text or its token usage.
         self.structured = self.llm.with_structured_output(
             model_facing_schema(), method=self.method, include_raw=True,
             strict=None if self.method == "json_mode" else True)
-        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
+        self.limits = CallLimits(
+            max_retries=settings.max_retries, rate_limit_wait=settings.rate_limit_wait,
+            breaker_failures=settings.breaker_failures,
+            breaker_cooldown=settings.breaker_cooldown, describe=_backend_error)
+        self.breaker: CircuitBreaker = self.limits.breaker
 
     @property
     def schema_in_prompt(self) -> bool:
@@ -196,32 +183,48 @@ class LLMBackend:
                config: RunnableConfig | None = None) -> LLMReply:
         exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
         while (request := exchange.next_request()) is not None:
-            self.breaker.check()
+            def send(request: list[BaseMessage] = request) -> dict[str, Any]:
+                return _settled(self.structured.invoke(request, config=config))
+
             try:
-                out = self.structured.invoke(request, config=config)
-            except Exception as error:
+                out = self.limits.call(send)
+            except ComplaintMotiveError as error:
                 raise self._failed(exchange, error) from error
-            self.breaker.record(ok=True)
             if (reply := exchange.receive(out)) is not None:
                 return reply
         raise exchange.invalid()
 
     async def aanswer(self, messages: list[BaseMessage], validate: Validator,
                       config: RunnableConfig | None = None) -> LLMReply:
-        exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+        return await self.acontinue(self.exchange(messages, validate), config)
+
+    def exchange(self, messages: list[BaseMessage], validate: Validator) -> _Exchange:
+        """A new re-ask loop for ``messages`` (the Batch API feeds it its first answer)."""
+        return _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+
+    async def acontinue(self, exchange: _Exchange,
+                        config: RunnableConfig | None = None) -> LLMReply:
+        """Run ``exchange`` to a valid answer or a typed error, from wherever it stands."""
         while (request := exchange.next_request()) is not None:
-            self.breaker.check()
+            async def send(request: list[BaseMessage] = request) -> dict[str, Any]:
+                return _settled(await self.structured.ainvoke(request, config=config))
+
             try:
-                out = await self.structured.ainvoke(request, config=config)
-            except Exception as error:  # cancellation is a BaseException: it passes through
+                out = await self.limits.acall(send)
+            except ComplaintMotiveError as error:
                 raise self._failed(exchange, error) from error
-            self.breaker.record(ok=True)
             if (reply := exchange.receive(out)) is not None:
                 return reply
         raise exchange.invalid()
 
-    def _failed(self, exchange: _Exchange, error: Exception) -> ComplaintMotiveError:
-        self.breaker.record(ok=False)
-        failure = _backend_error(error)
+    def _failed(self, exchange: _Exchange,
+                failure: ComplaintMotiveError) -> ComplaintMotiveError:
         failure.details.update(usage=exchange.usage.model_dump(), attempts=exchange.attempts)
         return failure
+
+
+def _settled(out: dict[str, Any]) -> dict[str, Any]:
+    """A structured-output result with a filtered answer raised as such and a thinking
+    model's ``<think>`` block kept out of the parsed answer."""
+    check_answer(out)
+    return parse_past_thinking(out)

@@ -29,6 +29,12 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress or notes
 BackendOption = Annotated[str | None, typer.Option(help="auto, llm or offline")]
 FallbackOption = Annotated[str | None, typer.Option(help="none or offline: answer offline, "
                                                     "marked degraded, when the LLM fails")]
+BatchApiOption = Annotated[bool, typer.Option(
+    "--batch-api", help="send the LLM calls through the OpenAI Batch API (half price, "
+    "answers within 24 h); failures are asked again synchronously")]
+BatchStateOption = Annotated[Path | None, typer.Option(
+    help="where the batch id is kept so an interrupted run resumes the same batch")]
+PollOption = Annotated[float, typer.Option(min=0, help="seconds between batch status polls")]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -132,6 +138,8 @@ def analyze(
     format: FormatOption = "text",
     backend: BackendOption = None, fallback: FallbackOption = None,
     concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
+    batch_api: BatchApiOption = False, batch_state: BatchStateOption = None,
+    poll_interval: PollOption = 30.0,
     quiet: Quiet = False,
 ) -> None:
     """Analyse one complaint, or a JSONL file of them (--input/--output)."""
@@ -140,10 +148,15 @@ def analyze(
     fmt = _check_format(format)
     if (text is None) == (input is None):
         raise typer.BadParameter("give either TEXT or --input FILE")
+    if batch_api and input is None:
+        raise typer.BadParameter("--batch-api needs --input FILE")
     try:
         analyzer = _analyzer(backend=backend, fallback=fallback, quiet=quiet)
         if input is not None:
-            failed = asyncio.run(_analyze_file(analyzer, input, output, concurrency, quiet))
+            state = (batch_state or Path(f"{output or input}.batch-state.json")) \
+                if batch_api else None
+            failed = asyncio.run(_analyze_file(analyzer, input, output, concurrency, quiet,
+                                               batch_state=state, poll_interval=poll_interval))
             raise typer.Exit(1 if failed else 0)
         complaint = sys.stdin.read() if text == "-" else text
         result = analyzer.analyze(complaint or "")
@@ -195,15 +208,22 @@ def _read_batch(path: Path) -> list[dict[str, Any]]:
 
 
 async def _analyze_file(analyzer: MotiveAnalyzer, source: Path, target: Path | None,
-                        concurrency: int, quiet: bool) -> int:
+                        concurrency: int, quiet: bool, *, batch_state: Path | None = None,
+                        poll_interval: float = 30.0) -> int:
     from .render import progress
 
     items = _read_batch(source)
+    run = analyzer.aiter_outcomes
+    if batch_state is not None:
+        from .batch_api import BatchRun
+
+        run = BatchRun(analyzer, batch_state, poll_interval=poll_interval,
+                       progress_bar=not quiet).aiter_outcomes
     out = target.open("w", encoding="utf-8") if target else sys.stdout
     failed = 0
     try:
         with progress(len(items), "analysing", disable=quiet or target is None) as advance:
-            outcomes = analyzer.aiter_outcomes(items, concurrency=concurrency)
+            outcomes = run(items, concurrency=concurrency)
             # Outcomes come in input order, each as soon as it and everything before it is
             # done: every line is written at once, so an interrupted run keeps its work.
             async for outcome in outcomes:
@@ -292,6 +312,7 @@ def eval_command(
     resume: Annotated[bool, typer.Option(help="continue an interrupted run")] = False,
     compare: Annotated[Path | None, typer.Option(help="another report folder to compare "
                                                  "with")] = None,
+    batch_api: BatchApiOption = False, poll_interval: PollOption = 30.0,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate an analyzer on a labelled set and write a report."""
@@ -300,8 +321,15 @@ def eval_command(
 
     try:
         analyzer = _analyzer(backend=backend, fallback=fallback, quiet=quiet)
+        source = None
+        if batch_api:  # the batch id lives in the report folder, so --resume finds it
+            from .batch_api import BatchRun
+
+            source = BatchRun(analyzer, report / "batch-state.json",
+                              poll_interval=poll_interval,
+                              progress_bar=not quiet).aiter_outcomes
         result = evaluate(dataset, analyzer, report_dir=report, concurrency=concurrency,
-                          limit=limit, resume=resume, progress_bar=not quiet)
+                          limit=limit, resume=resume, progress_bar=not quiet, source=source)
     except ComplaintMotiveError as error:
         raise _fail(error) from error
     typer.echo(result.summary())

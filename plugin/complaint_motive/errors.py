@@ -48,6 +48,17 @@ class BackendError(ComplaintMotiveError):
     kind = "backend"
 
 
+class ContentFilterError(BackendError):
+    """The provider's content filter blocked the prompt or the answer (Azure OpenAI answers
+    400 ``content_filter`` on the prompt, ``finish_reason: content_filter`` on the answer).
+
+    Abusive and threatening complaints are normal input here: the endpoint is healthy, so
+    this never counts toward the circuit breaker, and ``fallback="offline"`` answers
+    instead."""
+
+    kind = "content_filter"
+
+
 class BackendUnavailable(BackendError):
     """The endpoint has failed repeatedly; calls are short-circuited for a while."""
 

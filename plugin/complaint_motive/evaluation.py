@@ -29,7 +29,12 @@ from .plots import write_plots
 from .taxonomy import NeedId, PrimaryMotiveId, RiskFlagId, StageId
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
     from .analyzer import MotiveAnalyzer, Outcome
+
+    #: Where outcomes come from: ``analyzer.aiter_outcomes`` or the Batch API's.
+    OutcomeSource = Callable[..., AsyncIterator[Outcome]]
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +354,11 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
 
 def evaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: MotiveAnalyzer, *,
              report_dir: Path | None = None, concurrency: int = 8, limit: int | None = None,
-             resume: bool = False, progress_bar: bool = False) -> EvaluationReport:
+             resume: bool = False, progress_bar: bool = False,
+             source: OutcomeSource | None = None) -> EvaluationReport:
     """Run ``analyzer`` over a labelled set and build the report (written to ``report_dir``
     when given: ``metrics.json``, ``predictions.jsonl``, ``report.md`` and PNG plots).
+    ``source`` replaces ``analyzer.aiter_outcomes`` (e.g. ``BatchRun(…).aiter_outcomes``).
 
     >>> report = evaluate(Path("corpus/eval/complaints.jsonl"), analyzer)  # doctest: +SKIP
     >>> report.motive.accuracy                                            # doctest: +SKIP
@@ -359,13 +366,14 @@ def evaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: MotiveAnalyz
     """
     return asyncio.run(aevaluate(dataset, analyzer, report_dir=report_dir,
                                  concurrency=concurrency, limit=limit, resume=resume,
-                                 progress_bar=progress_bar))
+                                 progress_bar=progress_bar, source=source))
 
 
 async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: MotiveAnalyzer, *,
                     report_dir: Path | None = None, concurrency: int = 8,
                     limit: int | None = None, resume: bool = False,
-                    progress_bar: bool = False) -> EvaluationReport:
+                    progress_bar: bool = False,
+                    source: OutcomeSource | None = None) -> EvaluationReport:
     from .render import progress
 
     started = time.perf_counter()
@@ -389,8 +397,8 @@ async def aevaluate(dataset: Path | Sequence[LabelledComplaint], analyzer: Motiv
         if predictions_path else None
     try:
         with progress(len(todo), "evaluating", disable=not progress_bar) as advance:
-            outcomes = analyzer.aiter_outcomes([item.as_input() for item in todo],
-                                               concurrency=concurrency)
+            outcomes = (source or analyzer.aiter_outcomes)(
+                [item.as_input() for item in todo], concurrency=concurrency)
             position = 0
             async for outcome in outcomes:
                 if position == 0 and report_dir is not None:

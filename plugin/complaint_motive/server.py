@@ -24,6 +24,7 @@ from .errors import (
     BackendUnavailable,
     ComplaintMotiveError,
     ConfigurationError,
+    ContentFilterError,
     InputError,
     OutputValidationError,
 )
@@ -34,7 +35,9 @@ MAX_BODY_BYTES = 1_000_000
 MAX_BATCH = 500
 
 _STATUS: list[tuple[type[ComplaintMotiveError], int]] = [
-    (InputError, 422), (BackendUnavailable, 503), (BackendError, 502),
+    # A filtered complaint is unprocessable as sent, not an upstream fault.
+    (InputError, 422), (ContentFilterError, 422), (BackendUnavailable, 503),
+    (BackendError, 502),
     (OutputValidationError, 502), (ConfigurationError, 500),
 ]
 

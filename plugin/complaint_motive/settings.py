@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1, description="consecutive failures that open the "
                                   "circuit breaker")
     breaker_cooldown: float = Field(30.0, ge=0, description="seconds the breaker stays open")
+    deadline: float = Field(120.0, gt=0, description="seconds one LLM request may take in "
+                            "all (timeout bounds only the wait between two bytes)")
+    rate_limit_wait: float = Field(120.0, ge=0, description="seconds one complaint may wait "
+                                   "out rate limits (429, shared by the batch) before failing")
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None \
+        = Field(None, description="for reasoning models (o-series, gpt-5, DeepSeek and Qwen "
+                "in thinking mode); unset: not sent")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="provider fields sent as they are with every "
+        "request, e.g. {'enable_thinking': False} (Qwen) or {'thinking': {'type': "
+        "'disabled'}} (DeepSeek)")
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.5, 10.0),
                                  "deepseek-chat": (0.27, 1.10)},
