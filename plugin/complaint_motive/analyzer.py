@@ -201,11 +201,13 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             max_promised_amount=self.settings.max_promised_amount)
 
     def _offline(self, prepared: _Prepared, *, degraded_reason: str | None = None,
-                 usage: Usage | None = None, attempts: int = 0) -> MotiveAnalysis:
-        from .offline import offline_answer
+                 usage: Usage | None = None, attempts: int = 0,
+                 answer: ModelAnswer | None = None) -> MotiveAnalysis:
+        from .offline import offline_answers
 
-        answer = offline_answer(prepared.complaint, prepared.signals, self.model,
-                                prepared.chunks)
+        if answer is None:
+            answer = offline_answers([(prepared.complaint, prepared.signals, prepared.chunks)],
+                                     self.model)[0]
         problems = self._validator(prepared)(answer)
         if problems:  # the offline answer is built to pass; a failure here is a bug
             raise OutputValidationError(f"offline answer failed validation: {problems[0]}",
@@ -351,12 +353,18 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             return [error] * len(block)
 
     def _offline_block(self, payloads: list[Any]) -> list[MotiveAnalysis | Exception]:
+        from .offline import offline_answers
+
+        prepared = self._prepare_many(payloads, with_messages=False)
+        ready = [p for p in prepared if not isinstance(p, Exception)]
+        answers = iter(offline_answers([(p.complaint, p.signals, p.chunks) for p in ready],
+                                       self.model))
         done: list[MotiveAnalysis | Exception] = []
-        for ready in self._prepare_many(payloads, with_messages=False):
+        for item in prepared:
             try:
-                if isinstance(ready, Exception):
-                    raise ready
-                done.append(self._offline(ready))
+                if isinstance(item, Exception):
+                    raise item
+                done.append(self._offline(item, answer=next(answers)))
             except Exception as error:
                 done.append(error)
         return done
