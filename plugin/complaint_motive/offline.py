@@ -59,10 +59,10 @@ class _Features:
             TfidfVectorizer(analyzer="word", ngram_range=(1, 2), preprocessor=normalize,
                             token_pattern=r"(?u)\b[a-z][a-z']+\b", sublinear_tf=True)]
 
-    def fit(self, texts: list[str]) -> _Features:
-        for part in self.parts:
-            part.fit(texts)
-        return self
+    def fit_transform(self, texts: list[str]) -> Any:
+        from scipy.sparse import hstack
+
+        return hstack([part.fit_transform(texts) for part in self.parts], format="csr")
 
     def transform(self, texts: list[str]) -> Any:
         from scipy.sparse import hstack
@@ -110,14 +110,12 @@ class MotiveModel:
         taxonomy = taxonomy or load_taxonomy()
         cue_texts, cue_labels = cue_documents(taxonomy)
         texts = [e.text for e in exemplars]
-        vectorizer = _vectorizer().fit(texts + cue_texts)
-        motive = _classifier().fit(
-            vectorizer.transform(texts + cue_texts),
-            [e.motive.value for e in exemplars] + cue_labels)
-        staged = [e for e in exemplars if e.stage is not None]
-        stage = _classifier().fit(
-            vectorizer.transform([e.text for e in staged]),
-            [e.stage.value for e in staged])  # type: ignore[union-attr]
+        vectorizer = _vectorizer()
+        features = vectorizer.fit_transform(texts + cue_texts)  # vectorised once, for both
+        motive = _classifier().fit(features, [e.motive.value for e in exemplars] + cue_labels)
+        staged = [i for i, e in enumerate(exemplars) if e.stage is not None]
+        stage = _classifier().fit(features[staged],
+                                  [exemplars[i].stage.value for i in staged])  # type: ignore[union-attr]
         return cls(vectorizer, motive, stage, model_version(exemplars, taxonomy))
 
     @classmethod
