@@ -182,6 +182,17 @@ def test_cli_analyze_text_and_json(settings: Settings, monkeypatch: pytest.Monke
     assert data["meta"]["backend"] == "offline" and data["meta"]["degraded"] is False
 
 
+def test_a_first_run_says_what_it_builds_and_a_second_is_quiet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(tmp_path / "fresh"))
+    runner = CliRunner()
+    first = runner.invoke(app, ["analyze", "快递丢件了,你们说怎么赔吧"])
+    assert first.exit_code == 0, first.output
+    assert "first run" in first.stderr and "train the offline model" in first.stderr
+    second = runner.invoke(app, ["analyze", "快递丢件了,你们说怎么赔吧"])
+    assert second.exit_code == 0 and "first run" not in second.stderr
+
+
 def test_cli_batch_writes_one_line_per_input_in_order(settings: Settings, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(settings.index_dir))

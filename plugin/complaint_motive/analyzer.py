@@ -118,6 +118,17 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             self._model = MotiveModel.load_or_train(folder, self.index.exemplars)
         return self._model
 
+    def first_run_work(self) -> list[str]:
+        """What the first analysis will have to do before it can answer (empty once the
+        index folder holds everything), so a caller can say so instead of going quiet."""
+        from .offline import MotiveModel
+
+        work = [] if self.index.is_current() else ["build the guidance and exemplar index"]
+        if self._model is None and not MotiveModel.cache_path(
+                self.settings.index_dir / "models", self.index.exemplars).exists():
+            work.append("train the offline model")
+        return work
+
     def warm_up(self) -> None:
         """Build or open the index and the trained model now rather than on first use."""
         self.index.ensure()

@@ -177,7 +177,16 @@ def _analyzer(*, quiet: bool = False, **overrides: Any) -> MotiveAnalyzer:
     if not quiet and analyzer.backend == "offline" and analyzer.settings.backend == "auto":
         typer.echo("note: no LLM endpoint configured (OPENAI_API_KEY / OPENAI_BASE_URL); "
                    "using the offline analyzer", err=True)
+    if not quiet:
+        _say_first_run_work(analyzer)
     return analyzer
+
+
+def _say_first_run_work(analyzer: MotiveAnalyzer) -> None:
+    work = analyzer.first_run_work()
+    if work:
+        typer.echo(f"note: first run in {analyzer.settings.index_dir}: {' and '.join(work)} "
+                   "(a few seconds, once)…", err=True)
 
 
 def _read_batch(path: Path) -> list[dict[str, Any]]:
@@ -365,7 +374,9 @@ def serve(host: str = "127.0.0.1", port: int = 8080,
     except ImportError as error:
         raise _fail(ValueError("the HTTP service needs: pip install "
                                "'complaint-motive[server]'")) from error
-    uvicorn.run(create_app(_settings(), token=token), host=host, port=port)
+    analyzer = _analyzer()  # says what a first start must build before it can listen
+    uvicorn.run(create_app(analyzer.settings, token=token, analyzer=analyzer), host=host,
+                port=port)
 
 
 def main() -> None:

@@ -118,14 +118,19 @@ class MotiveModel:
                                   [exemplars[i].stage.value for i in staged])  # type: ignore[union-attr]
         return cls(vectorizer, motive, stage, model_version(exemplars, taxonomy))
 
+    @staticmethod
+    def cache_path(folder: Path, exemplars: list[LabelledComplaint]) -> Path:
+        """Where the model trained for these exemplars is kept."""
+        return folder / f"motive-model-{model_version(exemplars, load_taxonomy())}.joblib"
+
     @classmethod
     def load_or_train(cls, folder: Path, exemplars: list[LabelledComplaint]) -> MotiveModel:
         """Reuse the model trained for these exemplars, or train and save one."""
         import joblib
         from filelock import FileLock
 
-        version = model_version(exemplars, load_taxonomy())
-        path = folder / f"motive-model-{version}.joblib"
+        path = cls.cache_path(folder, exemplars)
+        version = path.stem.removeprefix("motive-model-")
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock", timeout=300):
             if path.exists():
