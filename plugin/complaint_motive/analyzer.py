@@ -115,7 +115,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
             self.index.ensure()
             folder = self.settings.index_dir / "models"
-            self._model = MotiveModel.load_or_train(folder, self.index.exemplars)
+            self._model = MotiveModel.load_or_train(
+                folder, self.index.exemplars, self.settings.offline_sentence_encoder)
         return self._model
 
     def first_run_work(self) -> list[str]:
@@ -125,7 +126,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
         work = [] if self.index.is_current() else ["build the guidance and exemplar index"]
         if self._model is None and not MotiveModel.cache_path(
-                self.settings.index_dir / "models", self.index.exemplars).exists():
+                self.settings.index_dir / "models", self.index.exemplars,
+                self.settings.offline_sentence_encoder).exists():
             work.append("train the offline model")
         return work
 

@@ -83,7 +83,8 @@ def index(rebuild: Annotated[bool, typer.Option(help="re-embed everything")] = F
                        f"moved aside to {aside}", err=True)
             knowledge = KnowledgeIndex.from_settings(settings)
             reports = knowledge.ensure()
-        model = MotiveModel.load_or_train(settings.index_dir / "models", knowledge.exemplars)
+        model = MotiveModel.load_or_train(settings.index_dir / "models", knowledge.exemplars,
+                                          settings.offline_sentence_encoder)
     except ComplaintMotiveError as error:
         raise _fail(error) from error
     rows = [{"collection": r.collection, "records": r.records, "built": r.built,

