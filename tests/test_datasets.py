@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from complaint_motive import MotiveAnalyzer, evaluate
+from complaint_motive import FieldMap, MotiveAnalyzer, evaluate
 from complaint_motive.cli import RESULT_COLUMNS, app
 from complaint_motive.evaluation import (
-    FieldMap,
     Prediction,
-    _Encoded,
-    _resample_scores,
+    _cells,
+    _resampled_confusions,
+    _scores_of,
     build_report,
     compare_predictions,
 )
@@ -155,7 +155,6 @@ def test_slices_give_every_headline_metric_per_value_with_lang_detected(
 
 
 def test_bootstrap_intervals_bracket_the_estimate_and_match_scikit_learn() -> None:
-    import numpy as np
     from sklearn.metrics import accuracy_score, f1_score
 
     predictions = _predictions(200, 5)
@@ -165,16 +164,26 @@ def test_bootstrap_intervals_bracket_the_estimate_and_match_scikit_learn() -> No
     low, high = report.motive.macro_f1_ci
     assert low < report.motive.macro_f1 < high
     assert build_report(predictions, [], {}).motive == report.motive  # seeded: repeatable
-    # One resample scored by the vectorised path equals scikit-learn on the same items.
+    # A resample is a multinomial draw over the distinct (gold, predicted) cells; scored from
+    # its confusion matrix, it equals scikit-learn on the items it stands for.
+    from sklearn.metrics import confusion_matrix
+
     gold = [p.gold_motive for p in predictions]
     predicted = [p.motive or "" for p in predictions]
-    indices = np.random.default_rng(7).integers(0, 200, size=(1, 200))
-    (accuracy, macro_f1), = _resample_scores(_Encoded.of(gold, predicted), [indices])
-    g = [gold[i] for i in indices[0]]
-    p = [predicted[i] for i in indices[0]]
-    assert accuracy == pytest.approx(accuracy_score(g, p))
-    assert macro_f1 == pytest.approx(f1_score(g, p, labels=sorted(set(g)), average="macro",
-                                              zero_division=0))
+    confusions = _resampled_confusions([_cells(gold, predicted)], resamples=5)[0]
+    labels = sorted(set(gold) | set(predicted))
+    accuracies, f1s = _scores_of(confusions)
+    for matrix, accuracy, macro_f1 in zip(confusions, accuracies, f1s, strict=True):
+        assert matrix.sum() == 200
+        g = [labels[i] for i in range(len(labels)) for j in range(len(labels))
+             for _ in range(int(matrix[i, j]))]
+        p = [labels[j] for i in range(len(labels)) for j in range(len(labels))
+             for _ in range(int(matrix[i, j]))]
+        assert confusion_matrix(g, p, labels=labels).tolist() == matrix.astype(int).tolist()
+        assert accuracy == pytest.approx(accuracy_score(g, p))
+        assert macro_f1 == pytest.approx(f1_score(g, p, labels=sorted(set(g)),
+                                                  average="macro", zero_division=0))
+    assert len({tuple(m.ravel()) for m in confusions}) > 1  # five different draws
 
 
 def test_compare_marks_only_the_deltas_outside_the_noise(tmp_path: Path) -> None:

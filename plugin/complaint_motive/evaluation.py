@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -479,66 +479,75 @@ def _scores(gold: list[str], predicted: list[str]
             ) -> tuple[float, float, list[float], list[float]]:
     """Accuracy and macro-F1 (scikit-learn; F1 averaged over the gold labels), each with its
     bootstrap 95% interval."""
+    import numpy as np
     from sklearn.metrics import accuracy_score, f1_score
 
-    accuracy = round(float(accuracy_score(gold, predicted)), 4)
-    macro_f1 = round(float(f1_score(gold, predicted, labels=sorted(set(gold)),
-                                    average="macro", zero_division=0)), 4)
-    encoded = _Encoded.of(gold, predicted)
-    samples = list(_resample_scores(encoded, _resamples(len(gold))))
-    return (accuracy, macro_f1, _interval([a for a, _ in samples]),
-            _interval([f for _, f in samples]))
+    cells, k = _cells(gold, predicted)
+    # Integer codes for scikit-learn: the same scores, without its slow path for strings
+    # (slices call this many times on large sets).
+    gold_codes, predicted_codes = cells // k, cells % k
+    accuracy = round(float(accuracy_score(gold_codes, predicted_codes)), 4)
+    macro_f1 = round(float(f1_score(gold_codes, predicted_codes,
+                                    labels=np.unique(gold_codes), average="macro",
+                                    zero_division=0)), 4)
+    accuracies, f1s = _scores_of(_resampled_confusions([(cells, k)])[0])
+    return accuracy, macro_f1, _interval(accuracies), _interval(f1s)
 
 
-@dataclass(frozen=True)
-class _Encoded:
-    """Gold and predicted labels as integer codes over ``classes`` labels."""
-
-    gold: np.ndarray
-    predicted: np.ndarray
-    classes: int
-
-    @classmethod
-    def of(cls, gold: Sequence[str], predicted: Sequence[str],
-           labels: Sequence[str] | None = None) -> _Encoded:
-        import numpy as np
-
-        labels = list(labels) if labels is not None else sorted(set(gold) | set(predicted))
-        code = {label: n for n, label in enumerate(labels)}
-        return cls(np.array([code[g] for g in gold], dtype=np.int64),
-                   np.array([code[p] for p in predicted], dtype=np.int64), len(labels))
-
-
-def _resamples(n: int, resamples: int = RESAMPLES) -> Iterator[np.ndarray]:
-    """Bootstrap index arrays, ``(chunk, n)`` at a time so memory stays small on large sets."""
+def _cells(gold: Sequence[str], predicted: Sequence[str],
+           labels: Sequence[str] | None = None) -> tuple[np.ndarray, int]:
+    """Each item's confusion-matrix cell (gold × predicted, as one integer), and the number
+    of labels ``k`` (the matrix is k × k)."""
     import numpy as np
 
-    rng = np.random.default_rng(_SEED)
-    chunk = max(1, min(resamples, 2_000_000 // max(n, 1)))
-    for start in range(0, resamples, chunk):
-        yield rng.integers(0, n, size=(min(chunk, resamples - start), n))
+    labels = list(labels) if labels is not None else sorted(set(gold) | set(predicted))
+    code = {label: n for n, label in enumerate(labels)}
+    k = len(labels)
+    return np.array([code[g] * k + code[p] for g, p in zip(gold, predicted, strict=True)],
+                    dtype=np.int64), k
 
 
-def _resample_scores(encoded: _Encoded, samples: Iterable[np.ndarray]
-                     ) -> Iterator[tuple[float, float]]:
-    """(accuracy, macro-F1) of each resample, from its confusion matrix: F1 of a class is
-    2·TP / (gold count + predicted count), averaged over the gold labels the resample holds,
+def _resampled_confusions(systems: Sequence[tuple[np.ndarray, int]],
+                          resamples: int = RESAMPLES) -> list[np.ndarray]:
+    """Bootstrap confusion matrices, ``(resamples, k, k)`` per system, for systems that
+    answered the same items (each ``_cells`` of the items in one order).
+
+    Drawing n items with replacement is a multinomial draw over the distinct items, and a
+    confusion matrix only sees which cell (per system) an item falls in: so the draw is over
+    the distinct cell combinations, a handful, instead of n indices per resample. The same
+    draw serves every system: with two, that is the paired bootstrap."""
+    import numpy as np
+
+    n = len(systems[0][0])
+    joint = np.zeros(n, dtype=np.int64)
+    for cells, k in systems:
+        joint = joint * (k * k) + cells
+    distinct, counts = np.unique(joint, return_counts=True)
+    weights = np.random.default_rng(_SEED).multinomial(n, counts / n, size=resamples)
+    confusions = []
+    remaining = distinct
+    for _, k in reversed(systems):
+        own = remaining % (k * k)
+        remaining = remaining // (k * k)
+        onehot = np.zeros((len(distinct), k * k))
+        onehot[np.arange(len(distinct)), own] = 1
+        confusions.append((weights @ onehot).reshape(resamples, k, k))
+    return confusions[::-1]
+
+
+def _scores_of(confusions: np.ndarray) -> tuple[list[float], list[float]]:
+    """Accuracy and macro-F1 of each ``(k, k)`` confusion matrix in ``confusions``: F1 of a
+    class is 2·TP / (gold count + predicted count), averaged over the gold labels present,
     as ``_scores`` asks scikit-learn for the whole set."""
     import numpy as np
 
-    k = encoded.classes
-    for indices in samples:
-        count, n = indices.shape
-        codes = encoded.gold[indices] * k + encoded.predicted[indices]
-        codes += (np.arange(count) * k * k)[:, None]
-        confusion = np.bincount(codes.ravel(), minlength=count * k * k).reshape(count, k, k)
-        hits = np.diagonal(confusion, axis1=1, axis2=2)
-        support = confusion.sum(axis=2)
-        both = support + confusion.sum(axis=1)
-        f1 = np.divide(2 * hits, both, out=np.zeros(hits.shape), where=both > 0)
-        present = support > 0
-        yield from zip((hits.sum(axis=1) / n).tolist(),
-                       ((f1 * present).sum(axis=1) / present.sum(axis=1)).tolist(), strict=True)
+    hits = np.diagonal(confusions, axis1=1, axis2=2)
+    support = confusions.sum(axis=2)
+    both = support + confusions.sum(axis=1)
+    f1 = np.divide(2 * hits, both, out=np.zeros(hits.shape), where=both > 0)
+    present = support > 0
+    return ((hits.sum(axis=1) / support.sum(axis=1)).tolist(),
+            ((f1 * present).sum(axis=1) / present.sum(axis=1)).tolist())
 
 
 def _interval(values: Sequence[float]) -> list[float]:
@@ -1092,17 +1101,17 @@ def _paired_intervals(pairs: list[tuple[Prediction, Prediction]]) -> dict[str, l
         return {}
     intervals = {}
     for name, split in (("motive", _motive_pairs), ("stage", _stage_pairs)):
-        kept = pairs if name == "motive" else [(a, b) for a, b in pairs if b.gold_stage]
+        kept = pairs if name == "motive" else [(a, b) for a, b in pairs
+                                               if a.gold_stage and b.gold_stage]
         if len(kept) < 2:
             continue
         old = split([a for a, _ in kept])
         new = split([b for _, b in kept])
         labels = sorted(set(old[0]) | set(old[1]) | set(new[0]) | set(new[1]))
-        before, after = _Encoded.of(*old, labels), _Encoded.of(*new, labels)
-        # The same index arrays for both runs: that is what makes the bootstrap paired.
-        samples = list(_resamples(len(kept)))
-        deltas = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(
-            _resample_scores(before, samples), _resample_scores(after, samples), strict=True)]
+        before, after = _resampled_confusions([_cells(*old, labels), _cells(*new, labels)])
+        (old_accuracy, old_f1), (new_accuracy, new_f1) = _scores_of(before), _scores_of(after)
+        deltas = list(zip((b - a for a, b in zip(old_accuracy, new_accuracy, strict=True)),
+                          (b - a for a, b in zip(old_f1, new_f1, strict=True)), strict=True))
         intervals[f"{name}.accuracy"] = _interval([d for d, _ in deltas])
         intervals[f"{name}.macro_f1"] = _interval([d for _, d in deltas])
     return intervals

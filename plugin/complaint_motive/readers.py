@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,6 +29,8 @@ TableFormat = Literal["jsonl", "csv", "parquet"]
 #: Tried in order when a CSV file does not say (no BOM) and is not valid UTF-8: Chinese
 #: spreadsheet exports are GBK, which GB18030 contains.
 _FALLBACK_ENCODINGS = ("gb18030",)
+#: What ``surrogateescape`` decoding leaves for a byte the encoding could not decode.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 _SUFFIXES: dict[str, TableFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                                      ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -173,7 +176,7 @@ def _csv_rows(path: Path, encoding: str | None) -> Iterator[Row]:
             number, start = start, reader.line_num + 1
             if not any(cell.strip() for cell in cells):
                 continue  # a spreadsheet's empty row holds nothing to analyse or score
-            if any(_undecodable(cell) for cell in cells):
+            if _UNDECODED.search("".join(cells)):
                 yield Row(number, problem=f"line {number}: not {codec} text (pass --encoding)")
                 continue
             if len(cells) > len(columns):
@@ -182,10 +185,6 @@ def _csv_rows(path: Path, encoding: str | None) -> Iterator[Row]:
                 continue
             yield Row(number, record={name: plain(cell) for name, cell
                                       in zip(columns, cells, strict=False)})
-
-
-def _undecodable(cell: str) -> bool:
-    return any("\udc80" <= char <= "\udcff" for char in cell)
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:
