@@ -142,8 +142,9 @@ def _predictions(n: int, wrong_every: int, *, lang: str = "zh") -> list[Predicti
 def test_slices_give_every_headline_metric_per_value_with_lang_detected(
         offline: MotiveAnalyzer, tmp_path: Path) -> None:
     rows = [{k: v for k, v in r.items() if k != "source"} for r in ROWS]
-    rows[1]["lang"] = "zh-TW"  # a set's own lang wins over detection
+    rows[1]["lang"] = "zh-TW"  # a set's own lang wins over detection, even one of its own
     report = evaluate(_jsonl(tmp_path / "set.jsonl", rows), offline, by=["lang", "product"])
+    assert report.skipped_lines == []
     assert report.slices["lang"].keys() == {"zh", "en", "zh-TW"}
     assert report.slices["lang"]["en"].n == 1
     assert sum(h.n for h in report.slices["product"].values()) == 4

@@ -288,22 +288,25 @@ RESULT_COLUMNS = ("line", "id", "primary_motive.id", "primary_motive.confidence"
 def _flat(line: dict[str, Any]) -> dict[str, Any]:
     """A batch output line as one table row (lists stay lists; CSV joins them with ';')."""
     result, error = line.get("result") or {}, line.get("error") or {}
+
+    def part(name: str) -> dict[str, Any]:
+        return result.get(name) or {}  # e.g. no stage for what is not a complaint
+
+    motive, stage, risk = part("primary_motive"), part("stage"), part("risk")
     return {
         "line": line.get("line"), "id": line.get("id"),
-        "primary_motive.id": result.get("primary_motive", {}).get("id"),
-        "primary_motive.confidence": result.get("primary_motive", {}).get("confidence"),
-        "primary_motive.level": result.get("primary_motive", {}).get("level"),
-        "primary_motive.action": result.get("primary_motive", {}).get("action"),
-        "secondary_motives": [m["id"] for m in result.get("secondary_motives", [])],
-        "stage.id": result.get("stage", {}).get("id"),
-        "stage.confidence": result.get("stage", {}).get("confidence"),
-        "risk.level": result.get("risk", {}).get("level"),
-        "risk.flags": result.get("risk", {}).get("flags", []),
-        "reply.text": result.get("reply", {}).get("text"),
-        "citations": [c["chunk_id"] for c in result.get("citations", [])],
-        "meta.backend": result.get("meta", {}).get("backend"),
-        "meta.degraded": result.get("meta", {}).get("degraded"),
-        "meta.warnings": result.get("meta", {}).get("warnings", []),
+        "primary_motive.id": motive.get("id"),
+        "primary_motive.confidence": motive.get("confidence"),
+        "primary_motive.level": motive.get("level"),
+        "primary_motive.action": motive.get("action"),
+        "secondary_motives": [m["id"] for m in result.get("secondary_motives") or []],
+        "stage.id": stage.get("id"), "stage.confidence": stage.get("confidence"),
+        "risk.level": risk.get("level"), "risk.flags": risk.get("flags") or [],
+        "reply.text": part("reply").get("text"),
+        "citations": [c["chunk_id"] for c in result.get("citations") or []],
+        "meta.backend": part("meta").get("backend"),
+        "meta.degraded": part("meta").get("degraded"),
+        "meta.warnings": part("meta").get("warnings") or [],
         "error.kind": error.get("kind"), "error.message": error.get("message")}
 
 
