@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_TEXT ?= 我在你们这儿办了十年的卡,今天柜员对我爱答不理,问三遍才回一句。退款的事拖了半个月也没人给个说法,再不处理我就去12315投诉!
 
-.PHONY: install demo test bench lint eval clean
+.PHONY: install demo test bench lint eval clean browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Headless Chromium from the system packages, for the test that opens report.html in a real
+# browser (skipped without it, except in CI). Installs only when missing; needs root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(SECTIONS)

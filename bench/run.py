@@ -329,9 +329,60 @@ def bench_limits(folder: Path) -> None:
     emit("limits.trickle.call_seconds_p50", statistics.median(spent), "s (deadline 0.5 s)")
 
 
+def write_large_csv(path: Path, rows: int) -> None:
+    """The evaluation set repeated to ``rows`` lines, as an analyst's export: unique ids, a
+    channel column the schema does not know, UTF-8 with a BOM (as spreadsheets save it)."""
+    import csv
+
+    items, _ = read_labelled(EVAL)
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "motive", "stage", "channel"])
+        for n in range(rows):
+            item = items[n % len(items)]
+            writer.writerow([f"r{n}", item.text, item.motive.value,
+                             item.stage.value if item.stage else "",
+                             ("chat", "email", "phone")[n % 3]])
+
+
+def bench_datasets(folder: Path) -> None:
+    """A 10,000-line CSV evaluated offline against ``analyze_many`` on the same texts, each
+    in a fresh process (paired runs, back to back): wall time, peak memory, report size."""
+    rows = int(os.environ.get("BENCH_DATASET_ROWS", "10000"))
+    work = Path(tempfile.mkdtemp(prefix="cm-bench-dataset-"))
+    dataset = work / "set.csv"
+    write_large_csv(dataset, rows)
+    walls: dict[str, list[float]] = {"analyze": [], "evaluate": []}
+    peaks: dict[str, list[float]] = {"analyze": [], "evaluate": []}
+    for _ in range(int(os.environ.get("BENCH_DATASET_PAIRS", "3"))):
+        for mode in walls:
+            done = subprocess.run([sys.executable, str(REPO / "bench" / "dataset_once.py"),
+                                   mode, str(folder), str(dataset), str(work / "report")],
+                                  check=True, capture_output=True, text=True)
+            wall, peak = (float(v) for v in done.stdout.split()[-2:])
+            walls[mode].append(wall)
+            peaks[mode].append(peak)
+    base = statistics.median(walls["analyze"])
+    added = statistics.median(e - a for a, e in zip(walls["analyze"], walls["evaluate"],
+                                                     strict=True))
+    tag = f"datasets.csv{rows}"
+    emit(f"{tag}.analyze_many_wall_median", base, "s")
+    emit(f"{tag}.evaluate_wall_median", statistics.median(walls["evaluate"]), "s")
+    emit(f"{tag}.overhead_vs_analyze_many", added / base, "ratio")
+    emit(f"{tag}.analyze_many_peak_memory_median", statistics.median(peaks["analyze"]), "MiB")
+    emit(f"{tag}.evaluate_peak_memory_median", statistics.median(peaks["evaluate"]), "MiB")
+    report = work / "report"
+    emit(f"{tag}.report_html_size", (report / "report.html").stat().st_size / 1024, "KiB")
+    emit(f"{tag}.predictions_size", (report / "predictions.jsonl").stat().st_size / 1024,
+         "KiB")
+    emit(f"{tag}.report_folder_size",
+         sum(f.stat().st_size for f in report.iterdir()) / 1024, "KiB")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 SECTIONS = {"retrieval": bench_retrieval, "offline": bench_offline,
             "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults,
-            "limits": bench_limits}
+            "limits": bench_limits, "datasets": bench_datasets}
 
 
 def main() -> None:

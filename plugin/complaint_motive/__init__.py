@@ -26,7 +26,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .analyzer import MotiveAnalyzer, Outcome
-    from .evaluation import EvaluationReport, evaluate
+    from .evaluation import EvaluationReport, FieldMap, evaluate
     from .index import KnowledgeIndex
     from .retrieval import GuidanceRetriever
     from .schema import MotiveAnalysis
@@ -37,12 +37,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "MotiveAnalyzer": "analyzer", "Outcome": "analyzer", "MotiveAnalysis": "schema",
     "Settings": "settings", "KnowledgeIndex": "index", "GuidanceRetriever": "retrieval",
-    "evaluate": "evaluation", "EvaluationReport": "evaluation",
+    "evaluate": "evaluation", "EvaluationReport": "evaluation", "FieldMap": "evaluation",
 }
 
 __all__ = [
     "BackendError", "BackendUnavailable", "ComplaintMotiveError", "ConfigurationError",
-    "ContentFilterError", "EvaluationReport", "GuidanceRetriever", "IndexStoreError", "InputError",
+    "ContentFilterError", "EvaluationReport", "FieldMap", "GuidanceRetriever",
+    "IndexStoreError", "InputError",
     "KnowledgeIndex", "MotiveAnalysis", "MotiveAnalyzer", "Outcome",
     "OutputValidationError", "Settings", "evaluate",
 ]

@@ -338,7 +338,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         gate = asyncio.Semaphore(max(1, concurrency))
         size = _BLOCK if self.llm is None else max(1, concurrency)
         previous: asyncio.Future[list[Any]] | None = None
-        tasks: list[asyncio.Future[Outcome]] = []
+        tasks: list[asyncio.Future[Outcome] | None] = []
         for start in range(0, len(unpacked), size):
             block = unpacked[start:start + size]
             previous = asyncio.ensure_future(self._ablock(block, previous))
@@ -346,11 +346,17 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                 tasks.append(asyncio.ensure_future(self._acomplete(
                     previous, offset, start + offset, item_id, gate, fallback)))
         try:
-            for task in tasks:
-                yield await task
+            for position, task in enumerate(tasks):
+                assert task is not None
+                outcome = await task
+                # Let go of what was handed over: a long batch then streams, rather than
+                # keeping every result until the last one is yielded.
+                tasks[position] = None
+                yield outcome
         finally:
             for task in tasks:
-                task.cancel()
+                if task is not None:
+                    task.cancel()
 
     async def _ablock(self, block: list[tuple[str | None, Any]],
                       previous: asyncio.Future[list[Any]] | None) -> list[Any]:
