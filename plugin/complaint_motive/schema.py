@@ -69,7 +69,9 @@ class ModelAnswer(BaseModel):
 @cache
 def model_facing_schema() -> dict[str, Any]:
     """``ModelAnswer``'s JSON schema with every ``$ref`` inlined: flat, so each field shows
-    its allowed labels in place, the shape every provider's structured output accepts."""
+    its allowed labels in place, the shape every provider's structured output accepts.
+    Only the top-level title is kept (it names the function in function calling): the
+    others repeat the field names and cost ~150 prompt tokens a request."""
     schema = ModelAnswer.model_json_schema()
     definitions = schema.pop("$defs", {})
 
@@ -79,12 +81,12 @@ def model_facing_schema() -> dict[str, Any]:
                 target = definitions[node["$ref"].rsplit("/", 1)[-1]]
                 merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
                 return inline(merged)
-            return {k: inline(v) for k, v in node.items()}
+            return {k: inline(v) for k, v in node.items() if k != "title"}
         if isinstance(node, list):
             return [inline(v) for v in node]
         return node
 
-    return inline(schema)  # type: ignore[no-any-return]
+    return {**inline(schema), "title": schema["title"]}
 
 
 
