@@ -433,14 +433,12 @@ def bench_prompt(folder: Path) -> None:
             emit(f"prompt.{method}.shared_prefix_{name}_tokens", count(shared), "tokens")
     # What a model writes when it fills every field the way the offline analyzer does
     # (before the lean answer: the taxonomy's handling steps and avoid list in full).
-    from complaint_motive.offline import offline_answer
+    from complaint_motive.offline import offline_answers
 
     offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
-    filled = []
-    for item in items[:20]:
-        prepared = offline._prepare(item.text, with_messages=False)
-        filled.append(offline_answer(prepared.complaint, prepared.signals, offline.model,
-                                     prepared.chunks).model_dump_json())
+    ready = [offline._prepare(item.text, with_messages=False) for item in items[:20]]
+    filled = [answer.model_dump_json() for answer in offline_answers(
+        [(p.complaint, p.signals, p.chunks) for p in ready], offline.model)]
     emit("completion.offline_filled_answer.chars_p50", statistics.median(map(len, filled)),
          "chars")
     for name, count in counters.items():

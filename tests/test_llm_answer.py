@@ -175,6 +175,18 @@ def test_a_broken_answer_goes_back_as_it_was(index_dir) -> None:
     assert problems["role"] == "user" and "could not be accepted" in problems["content"]
 
 
+def test_a_thinking_models_reasoning_does_not_go_back(index_dir) -> None:
+    def thinking(body, seen):
+        rejected = json.dumps(good_answer(seen, citations=["made-up#section"]))
+        return completion(seen, f"<think>先想一想引用哪一段</think>\n{rejected}")
+
+    endpoint = ScriptedEndpoint(steps=[thinking])
+    _analyzer(index_dir, endpoint).analyze(COMPLAINT)
+    shown = endpoint.requests[1].body["messages"][-2]
+    assert shown["role"] == "assistant" and "<think>" not in shown["content"]
+    assert json.loads(shown["content"])["citations"] == ["made-up#section"]
+
+
 def test_with_function_calling_the_problems_answer_the_tool_call(index_dir) -> None:
     endpoint = ScriptedEndpoint(steps=[answer(citations=["made-up#section"])])
     _analyzer(index_dir, endpoint, structured_output="function_calling").analyze(COMPLAINT)

@@ -28,7 +28,7 @@ from .errors import (
 )
 from .limits import CallLimits, CircuitBreaker, bound_requests, check_answer
 from .prompts import reask_text
-from .reasoning import accepts_temperature, parse_past_thinking
+from .reasoning import accepts_temperature, after_thinking, parse_past_thinking
 from .schema import ModelAnswer, Usage, model_facing_schema
 from .settings import Settings
 from .validation import Checked, drop_unknown_labels
@@ -97,7 +97,10 @@ def _shown_back(raw: Any) -> list[BaseMessage]:
         return [AIMessage(content="", tool_calls=tool_calls[:1])]
     broken = getattr(raw, "invalid_tool_calls", None) or []
     content = broken[0].get("args") if broken else getattr(raw, "content", None)
-    return [AIMessage(content=content)] if isinstance(content, str) and content.strip() else []
+    if not isinstance(content, str):
+        return []
+    content = after_thinking(content)  # the answer goes back, not the model's reasoning
+    return [AIMessage(content=content)] if content.strip() else []
 
 
 class _Exchange:
