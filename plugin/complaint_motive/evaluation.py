@@ -430,7 +430,13 @@ def _prediction(row: LabelledRow, outcome: Outcome) -> Prediction:
                 gold_legitimacy=item.legitimacy.value if item.legitimacy else None)
     result = outcome.result
     if result is None:
-        return Prediction(**base, error=outcome.error)
+        # A failed item still cost its attempts: the error carries their usage and time.
+        details = (outcome.error or {}).get("details", {})
+        usage = details.get("usage", {})
+        return Prediction(**base, error=outcome.error, latency_ms=details.get("latency_ms"),
+                          input_tokens=usage.get("input_tokens", 0),
+                          output_tokens=usage.get("output_tokens", 0),
+                          cost_usd=details.get("cost_usd"))
     quotes = [e.quote for e in result.primary_motive.evidence]
     return Prediction(
         **base, motive=result.primary_motive.id,
@@ -710,7 +716,8 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
             stage_share=round(len(staged_level) / len(staged), 4) if staged else 0.0,
             stage_accuracy=round(sum(p.stage == p.gold_stage for p in staged_level)
                                  / len(staged_level), 4) if staged_level else 0.0)
-    latencies = [p.latency_ms for p in answered if p.latency_ms is not None]
+    # Time and tokens over every item, failed ones included: each attempt was paid for.
+    latencies = [p.latency_ms for p in predictions if p.latency_ms is not None]
     return EvaluationReport(
         n=len(predictions), errors=len(predictions) - len(answered), skipped_lines=skipped,
         motive=motive, stage=stage, counted_via_alt_motives=via_alt,
@@ -736,10 +743,10 @@ def build_report(predictions: Sequence[Prediction], skipped: list[LineProblem],
         degraded_by_reason=dict(Counter((p.degraded_reason or "").split(":")[0]
                                         for p in answered if p.degraded)),
         latency_ms={"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
-        tokens={"input": sum(p.input_tokens for p in answered),
-                "output": sum(p.output_tokens for p in answered),
-                "total": sum(p.input_tokens + p.output_tokens for p in answered)},
-        cost_usd=round(sum(p.cost_usd or 0.0 for p in answered), 6), run=run,
+        tokens={"input": sum(p.input_tokens for p in predictions),
+                "output": sum(p.output_tokens for p in predictions),
+                "total": sum(p.input_tokens + p.output_tokens for p in predictions)},
+        cost_usd=round(sum(p.cost_usd or 0.0 for p in predictions), 6), run=run,
         rows_read=len(predictions) + len(skipped) if rows_read is None else rows_read,
         slices=_slices(predictions, by),
         agreement=_agreement(answered, second_annotator) if second_annotator else None,

@@ -219,7 +219,8 @@ def _most_typical(clauses: list[str], probabilities: Any, classes: Any, label: s
     if not clauses or label not in classes:
         return _head(text)
     column = list(classes).index(label)
-    return [clauses[int(probabilities[:, column].argmax())]]
+    # Evidence is a few words: a long unpunctuated text is one clause, cut to its start.
+    return [clauses[int(probabilities[:, column].argmax())][:40]]
 
 
 def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy,
@@ -366,9 +367,7 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, chunks: list[Ret
         leading_need=motive_label.leading_need if motive_label else "rational",
         legitimacy="undetermined", sources=list(signals.source_cues),
         risk_flags=list(signals.risk_cues),
-        handling_steps=[*(motive_label.handling[language] if motive_label else ()),
-                        stage_label.handling[language]],
-        avoid=list(motive_label.avoid[language] if motive_label else ()),
+        specific_steps=[],  # the standard steps come from the taxonomy in enrichment
         reply=draft_reply(complaint, signals, motive.id, stage.id),
         citations=cited or [c.chunk_id for c in chunks[:1]])
 

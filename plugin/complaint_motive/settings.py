@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     temperature: float = 0.0
     timeout: float = Field(30.0, gt=0, description="seconds per LLM request")
     max_retries: int = Field(2, ge=0, description="transport retries (timeouts, 429, 5xx)")
-    reask: int = Field(1, ge=0, description="re-asks with the validation error")
+    reask: int = Field(1, ge=0, le=1, description="1: when validation cannot repair an "
+                       "answer, show the model its answer and the problems once; 0: never")
     breaker_failures: int = Field(5, ge=1, description="consecutive failures that open the "
                                   "circuit breaker")
     breaker_cooldown: float = Field(30.0, ge=0, description="seconds the breaker stays open")
