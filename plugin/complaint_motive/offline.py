@@ -45,6 +45,8 @@ SentenceEncoder = Literal["none", "use"]
 MODEL_RECIPE = "tfidf-char13-words12-linearsvc-balanced-temperature/4"
 _ABSTAIN_BELOW = 0.2
 _SVM_C = 0.3
+_EVIDENCE_CHARS = 40
+_UNQUOTABLE = " \t\"'“”‘’「」『』《》()（）"
 _CLAUSE = re.compile(r"[^,。!?;,.!?;\n…~]+")
 
 
@@ -211,7 +213,7 @@ class Clauses:
 
 
 def _head(text: str) -> list[str]:
-    return [text[:40]] if text.strip() else []
+    return [text[:_EVIDENCE_CHARS].strip()] if text.strip() else []
 
 
 def _most_typical(clauses: list[str], probabilities: Any, classes: Any, label: str,
@@ -220,7 +222,9 @@ def _most_typical(clauses: list[str], probabilities: Any, classes: Any, label: s
         return _head(text)
     column = list(classes).index(label)
     # Evidence is a few words: a long unpunctuated text is one clause, cut to its start.
-    return [clauses[int(probabilities[:, column].argmax())][:40]]
+    # Cut, then trimmed: a cut that ends on a space or a quotation mark would not be the
+    # complaint's exact words.
+    return [clauses[int(probabilities[:, column].argmax())][:_EVIDENCE_CHARS].strip(_UNQUOTABLE)]
 
 
 def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy,
