@@ -224,7 +224,8 @@ def _most_typical(clauses: list[str], probabilities: Any, classes: Any, label: s
     # Evidence is a few words: a long unpunctuated text is one clause, cut to its start.
     # Cut, then trimmed: a cut that ends on a space or a quotation mark would not be the
     # complaint's exact words.
-    return [clauses[int(probabilities[:, column].argmax())][:_EVIDENCE_CHARS].strip(_UNQUOTABLE)]
+    cut = clauses[int(probabilities[:, column].argmax())][:_EVIDENCE_CHARS]
+    return [cut.strip(_UNQUOTABLE) or cut]
 
 
 def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy,
