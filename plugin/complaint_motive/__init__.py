@@ -21,6 +21,7 @@ from .errors import (
     ContentFilterError,
     IndexStoreError,
     InputError,
+    OutputTruncatedError,
     OutputValidationError,
 )
 
@@ -44,7 +45,7 @@ __all__ = [
     "BackendError", "BackendUnavailable", "ComplaintMotiveError", "ConfigurationError",
     "ContentFilterError", "EvaluationReport", "GuidanceRetriever", "IndexStoreError", "InputError",
     "KnowledgeIndex", "MotiveAnalysis", "MotiveAnalyzer", "Outcome",
-    "OutputValidationError", "Settings", "evaluate",
+    "OutputTruncatedError", "OutputValidationError", "Settings", "evaluate",
 ]
 
 
