@@ -322,7 +322,8 @@ def bench_limits(folder: Path) -> None:
         with loopback_llm(Loopback(trickle_bytes=40, trickle_pause=0.1)) as server:
             trickled = MotiveAnalyzer.from_settings(
                 index_dir=folder, backend="llm", openai_api_key="sk",
-                openai_base_url=server.base_url, timeout=2, deadline=0.5, max_retries=0)
+                openai_base_url=server.base_url, model="gpt-4o-mini", timeout=2,
+                deadline=0.5, max_retries=0)
             started = time.perf_counter()
             with suppress(BackendError):
                 trickled.analyze("快递丢了,要求赔偿")
@@ -363,6 +364,7 @@ def bench_real_llm(folder: Path) -> None:
     kind. Then: does an abandoned request stop generating?"""
     from collections import Counter
 
+    from complaint_motive import ComplaintMotiveError
     from llama_server import MODEL_ALIAS, llama_server, unavailable
 
     if (reason := unavailable()) is not None:
@@ -372,7 +374,7 @@ def bench_real_llm(folder: Path) -> None:
     with llama_server() as base_url:
         analyzer = MotiveAnalyzer.from_settings(
             index_dir=folder, provider="llamacpp", openai_base_url=base_url,
-            model=MODEL_ALIAS, timeout=1800, max_retries=0,
+            model=MODEL_ALIAS, timeout=1800, deadline=3600, max_retries=0,
             max_tokens=int(os.environ.get("REAL_LLM_MAX_TOKENS", "800")))
         analyzer.warm_up()
         latencies, prompt, completion, attempts = [], [], [], []
@@ -380,19 +382,18 @@ def bench_real_llm(folder: Path) -> None:
         failures: Counter[str] = Counter()
         for item in items:
             started = time.perf_counter()
-            outcome = analyzer.analyze_many([item.text], concurrency=1)[0]
-            latencies.append(time.perf_counter() - started)
-            if outcome.result is not None:
-                meta = outcome.result.meta
-                usage, tries = meta.usage, meta.attempts
-                first_try += tries == 1
-                repaired += any("repair" in w for w in meta.warnings)
+            try:  # synchronous: analyze_many per item would run a new event loop each time
+                result = analyzer.analyze(item.text)
+            except ComplaintMotiveError as error:
+                failures[error.kind] += 1
+                print(f"real_llm.failure: {error.kind}: {error.message[:160]}", flush=True)
+                usage = Usage(**error.details.get("usage", {}))
+                tries = error.details.get("attempts", 1)
             else:
-                assert outcome.error is not None
-                failures[outcome.error["kind"]] += 1
-                details = outcome.error.get("details", {})
-                usage = Usage(**details.get("usage", {}))
-                tries = details.get("attempts", 1)
+                usage, tries = result.meta.usage, result.meta.attempts
+                first_try += tries == 1
+                repaired += any("repair" in w for w in result.meta.warnings)
+            latencies.append(time.perf_counter() - started)
             reasked += tries > 1
             attempts.append(tries)
             prompt.append(usage.input_tokens / max(tries, 1))

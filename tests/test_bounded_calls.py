@@ -48,7 +48,7 @@ def _fresh_endpoint() -> dict[str, str]:
 
 def test_every_call_carries_the_output_bound_and_no_unset_temperature(index_dir) -> None:
     endpoint = ScriptedEndpoint()
-    _analyzer(index_dir, endpoint).analyze(COMPLAINT)
+    _analyzer(index_dir, endpoint, temperature=None).analyze(COMPLAINT)
     body = endpoint.requests[0].body
     assert body["max_tokens"] == 800
     assert "max_completion_tokens" not in body
@@ -75,10 +75,10 @@ def test_the_bound_goes_in_the_field_the_model_takes(index_dir, model, param, fi
 
 def test_temperature_and_extra_body_are_sent_when_set(index_dir) -> None:
     endpoint = ScriptedEndpoint()
-    _analyzer(index_dir, endpoint, temperature=0.0,
+    _analyzer(index_dir, endpoint, temperature=0.3,
               extra_body={"enable_thinking": False, "top_k": 20}).analyze(COMPLAINT)
     body = endpoint.requests[0].body
-    assert body["temperature"] == 0.0
+    assert body["temperature"] == 0.3
     assert body["enable_thinking"] is False and body["top_k"] == 20
     assert body["max_tokens"] == 800  # provider fields come on top of the bound
 
@@ -125,7 +125,7 @@ def test_a_cut_off_answer_degrades_to_offline_when_allowed(index_dir) -> None:
     (500, LLAMACPP_JSON_SCHEMA_ERROR),
     (400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
           "with this model."),
-    (400, "tool_choice: object is not supported in thinking mode"),
+    (400, "tool_choice: object is not supported for this model"),
     (422, "tools: unsupported for this model"),
 ], ids=["llamacpp-500", "openai-400", "tool-choice-400", "tools-422"])
 def test_a_rejected_method_is_a_configuration_error_quoting_the_server(

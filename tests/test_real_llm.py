@@ -42,7 +42,7 @@ def real_llm() -> Iterator[str]:
 def _analyzer(index_dir: Path, base_url: str, **settings: object) -> MotiveAnalyzer:
     return MotiveAnalyzer.from_settings(**{
         "index_dir": index_dir, "provider": "llamacpp", "openai_base_url": base_url,
-        "model": MODEL_ALIAS, "timeout": 600, "max_retries": 0,
+        "model": MODEL_ALIAS, "timeout": 600, "deadline": 900, "max_retries": 0,
         # The 270M model writes a few tokens a second at best under a grammar (its 262k
         # vocabulary is what the grammar is checked against): a short bound keeps the suite
         # quick; the answer is then cut off, which is one of the typed outcomes asserted.

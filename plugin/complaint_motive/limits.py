@@ -188,8 +188,9 @@ def classify(error: Exception, describe: Describe) -> Failure:
             type(error).__name__ == "OpenAIRefusalError" and "content filter" in str(error)):
         return Failure(ContentFilterError(_FILTERED.format(
             where="finish_reason content_filter on the answer")), "final")
-    if method_rejection(error) is not None:  # will not change on retry; the endpoint is up
-        return Failure(describe(error), "final")
+    said = method_rejection(error)
+    if said is not None and "thinking" not in said.lower():  # (thinking mode: see below)
+        return Failure(describe(error), "final")  # will not change on retry; endpoint is up
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
         if status == 408:

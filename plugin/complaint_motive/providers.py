@@ -37,10 +37,11 @@ PROVIDERS: dict[str, dict[str, Any]] = {
     # llama.cpp's server (llama-server, or llama-cpp-python's `python -m llama_cpp.server`):
     # its request model knows response_format text/json_object only and answers 500 to
     # json_schema; a forced tool call is generated under a grammar built from the schema.
-    # It serves whatever model it loaded, whatever name the request gives.
+    # It serves whatever model it loaded, whatever name the request gives; on a CPU one
+    # answer can take minutes, hence the longer deadline.
     "llamacpp": {"openai_base_url": "http://localhost:8080/v1", "model": "local",
                  "structured_output": "function_calling", "token_limit_param": "max_tokens",
-                 "temperature": 0.0},
+                 "deadline": 600.0},
 }
 
 #: The context an Ollama server needs for this library's prompt (guidance, exemplars and a
