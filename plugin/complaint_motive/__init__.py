@@ -27,7 +27,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .analyzer import MotiveAnalyzer, Outcome
-    from .evaluation import EvaluationReport, evaluate
+    from .evaluation import EvaluationReport, FieldMap, evaluate
     from .index import KnowledgeIndex
     from .retrieval import GuidanceRetriever
     from .schema import MotiveAnalysis
@@ -38,12 +38,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "MotiveAnalyzer": "analyzer", "Outcome": "analyzer", "MotiveAnalysis": "schema",
     "Settings": "settings", "KnowledgeIndex": "index", "GuidanceRetriever": "retrieval",
-    "evaluate": "evaluation", "EvaluationReport": "evaluation",
+    "evaluate": "evaluation", "EvaluationReport": "evaluation", "FieldMap": "evaluation",
 }
 
 __all__ = [
     "BackendError", "BackendUnavailable", "ComplaintMotiveError", "ConfigurationError",
-    "ContentFilterError", "EvaluationReport", "GuidanceRetriever", "IndexStoreError", "InputError",
+    "ContentFilterError", "EvaluationReport", "FieldMap", "GuidanceRetriever",
+    "IndexStoreError", "InputError",
     "KnowledgeIndex", "MotiveAnalysis", "MotiveAnalyzer", "Outcome",
     "OutputTruncatedError", "OutputValidationError", "Settings", "evaluate",
 ]

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .chain import LLMBackend
     from .index import KnowledgeIndex, RetrievedChunk
     from .offline import MotiveModel, Signals
+    from .validation import Checked
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,21 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
             self.index.ensure()
             folder = self.settings.index_dir / "models"
-            self._model = MotiveModel.load_or_train(folder, self.index.exemplars)
+            self._model = MotiveModel.load_or_train(
+                folder, self.index.exemplars, self.settings.offline_sentence_encoder)
         return self._model
+
+    def first_run_work(self) -> list[str]:
+        """What the first analysis will have to do before it can answer (empty once the
+        index folder holds everything), so a caller can say so instead of going quiet."""
+        from .offline import MotiveModel
+
+        work = [] if self.index.is_current() else ["build the guidance and exemplar index"]
+        if self._model is None and not MotiveModel.cache_path(
+                self.settings.index_dir / "models", self.index.exemplars,
+                self.settings.offline_sentence_encoder).exists():
+            work.append("train the offline model")
+        return work
 
     def warm_up(self) -> None:
         """Build or open the index and the trained model now rather than on first use."""
@@ -192,30 +206,36 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             raise prepared
         return prepared
 
-    def _validator(self, prepared: _Prepared) -> Any:
-        from .validation import answer_problems
+    def _validator(self, prepared: _Prepared) -> Callable[[ModelAnswer], Checked]:
+        from .validation import check_answer
 
         retrieved = {c.chunk_id for c in prepared.chunks}
-        return lambda answer: answer_problems(
+        signals = prepared.signals
+        return lambda answer: check_answer(
             answer, prepared.complaint.text, retrieved,
-            max_promised_amount=self.settings.max_promised_amount)
+            max_promised_amount=self.settings.max_promised_amount,
+            injection=prepared.injection, risk_cues=signals.risk_cues,
+            source_cues=signals.source_cues)
 
     def _offline(self, prepared: _Prepared, *, degraded_reason: str | None = None,
-                 usage: Usage | None = None, attempts: int = 0) -> MotiveAnalysis:
-        from .offline import offline_answer
+                 usage: Usage | None = None, attempts: int = 0,
+                 answer: ModelAnswer | None = None) -> MotiveAnalysis:
+        from .offline import offline_answers
 
-        answer = offline_answer(prepared.complaint, prepared.signals, self.model,
-                                prepared.chunks)
-        problems = self._validator(prepared)(answer)
-        if problems:  # the offline answer is built to pass; a failure here is a bug
-            raise OutputValidationError(f"offline answer failed validation: {problems[0]}",
-                                        problems=problems)
+        if answer is None:
+            answer = offline_answers([(prepared.complaint, prepared.signals, prepared.chunks)],
+                                     self.model)[0]
+        checked = self._validator(prepared)(answer)
+        if checked.problems:  # the offline answer is built to pass; a failure here is a bug
+            raise OutputValidationError(
+                f"offline answer failed validation: {checked.problems[0]}",
+                problems=checked.problems)
         warnings = [f"degraded: {degraded_reason}"] if degraded_reason else []
-        return self._finish(prepared, answer, backend="offline", usage=usage or Usage(),
+        return self._finish(prepared, checked, backend="offline", usage=usage or Usage(),
                             attempts=attempts, degraded_reason=degraded_reason,
                             warnings=warnings)
 
-    def _finish(self, prepared: _Prepared, answer: ModelAnswer, *,
+    def _finish(self, prepared: _Prepared, checked: Checked, *,
                 backend: Literal["llm", "offline"], usage: Usage, attempts: int,
                 degraded_reason: str | None = None,
                 warnings: list[str] | None = None) -> MotiveAnalysis:
@@ -223,7 +243,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         from .prompts import prompt_version
         from .taxonomy import load_taxonomy
 
-        warnings = [*prepared.complaint.warnings, *(warnings or [])]
+        warnings = [*prepared.complaint.warnings, *(warnings or []),
+                    *(f"repaired: {repair}" for repair in checked.repairs)]
         if prepared.injection:
             warnings.append("the complaint contains instructions aimed at the model; "
                             "they were treated as data")
@@ -237,9 +258,10 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             attempts=attempts or 1, usage=usage, cost_usd=self._cost(usage),
             degraded=degraded_reason is not None, degraded_reason=degraded_reason,
             warnings=warnings, redactions=prepared.redactions)
-        result = build_analysis(answer, complaint=prepared.complaint, signals=prepared.signals,
-                                chunks=prepared.chunks, meta=meta, settings=self.settings,
-                                injection=prepared.injection)
+        result = build_analysis(checked.answer, complaint=prepared.complaint,
+                                signals=prepared.signals, chunks=prepared.chunks, meta=meta,
+                                settings=self.settings, injection=prepared.injection,
+                                weakened=checked.weakened)
         # Structured fields for log pipelines; labels and numbers only, never the text.
         log.info("analysed", extra={
             "event": "analysed", "backend": backend, "motive": result.primary_motive.id,
@@ -247,7 +269,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             "level": result.primary_motive.level,
             "risk": result.risk.level, "latency_ms": meta.latency_ms,
             "tokens": usage.total_tokens, "degraded": meta.degraded,
-            "redactions": meta.redactions})
+            "redactions": meta.redactions, "repairs": len(checked.repairs)})
         return result
 
     def _cost(self, usage: Usage) -> float | None:
@@ -261,6 +283,11 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
     def _degrade(self, prepared: _Prepared, error: ComplaintMotiveError,
                  fallback: Fallback | None) -> MotiveAnalysis:
+        # Every attempt is accounted for, failed ones included (evaluation sums these).
+        error.details.setdefault(
+            "latency_ms", round((time.perf_counter() - prepared.started) * 1000, 2))
+        if "usage" in error.details:
+            error.details.setdefault("cost_usd", self._cost(Usage(**error.details["usage"])))
         if self._fallback(fallback) != "offline" or not isinstance(
                 error, BackendError | OutputValidationError):
             raise error
@@ -285,7 +312,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             reply = self.llm.answer(prepared.messages, self._validator(prepared), config)
         except (BackendError, OutputValidationError) as error:
             return self._degrade(prepared, error, fallback)
-        return self._finish(prepared, reply.answer, backend="llm", usage=reply.usage,
+        return self._finish(prepared, reply.checked, backend="llm", usage=reply.usage,
                             attempts=reply.attempts)
 
     async def aanalyze(self, complaint: Any, *, fallback: Fallback | None = None,
@@ -304,7 +331,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                                            config)
         except (BackendError, OutputValidationError) as error:
             return await asyncio.to_thread(self._degrade, prepared, error, fallback)
-        return self._finish(prepared, reply.answer, backend="llm", usage=reply.usage,
+        return self._finish(prepared, reply.checked, backend="llm", usage=reply.usage,
                             attempts=reply.attempts)
 
     async def aiter_outcomes(self, items: Iterable[Any], *, concurrency: int = 8,
@@ -324,7 +351,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         gate = asyncio.Semaphore(max(1, concurrency))
         size = _BLOCK if self.llm is None else max(1, concurrency)
         previous: asyncio.Future[list[Any]] | None = None
-        tasks: list[asyncio.Future[Outcome]] = []
+        tasks: list[asyncio.Future[Outcome] | None] = []
         for start in range(0, len(unpacked), size):
             block = unpacked[start:start + size]
             previous = asyncio.ensure_future(self._ablock(block, previous))
@@ -332,11 +359,17 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                 tasks.append(asyncio.ensure_future(self._acomplete(
                     previous, offset, start + offset, item_id, gate, fallback)))
         try:
-            for task in tasks:
-                yield await task
+            for position, task in enumerate(tasks):
+                assert task is not None
+                outcome = await task
+                # Let go of what was handed over: a long batch then streams, rather than
+                # keeping every result until the last one is yielded.
+                tasks[position] = None
+                yield outcome
         finally:
             for task in tasks:
-                task.cancel()
+                if task is not None:
+                    task.cancel()
 
     async def _ablock(self, block: list[tuple[str | None, Any]],
                       previous: asyncio.Future[list[Any]] | None) -> list[Any]:
@@ -352,12 +385,18 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
             return [error] * len(block)
 
     def _offline_block(self, payloads: list[Any]) -> list[MotiveAnalysis | Exception]:
+        from .offline import offline_answers
+
+        prepared = self._prepare_many(payloads, with_messages=False)
+        ready = [p for p in prepared if not isinstance(p, Exception)]
+        answers = iter(offline_answers([(p.complaint, p.signals, p.chunks) for p in ready],
+                                       self.model))
         done: list[MotiveAnalysis | Exception] = []
-        for ready in self._prepare_many(payloads, with_messages=False):
+        for item in prepared:
             try:
-                if isinstance(ready, Exception):
-                    raise ready
-                done.append(self._offline(ready))
+                if isinstance(item, Exception):
+                    raise item
+                done.append(self._offline(item, answer=next(answers)))
             except Exception as error:
                 done.append(error)
         return done

@@ -123,7 +123,7 @@ class BatchRun:
             if body is not None:
                 exchange.next_request()  # the batch's request was the first attempt
                 if (reply := exchange.receive(self._parse(body))) is not None:
-                    return self.analyzer._finish(ready, reply.answer, backend="llm",
+                    return self.analyzer._finish(ready, reply.checked, backend="llm",
                                                  usage=reply.usage, attempts=reply.attempts)
                 log.info("batch answer rejected; re-asking synchronously")
             elif problem:
@@ -135,7 +135,7 @@ class BatchRun:
                 error.details.update(usage=exchange.usage.model_dump(),
                                      attempts=exchange.attempts)
             return await asyncio.to_thread(self.analyzer._degrade, ready, error, fallback)
-        return self.analyzer._finish(ready, reply.answer, backend="llm", usage=reply.usage,
+        return self.analyzer._finish(ready, reply.checked, backend="llm", usage=reply.usage,
                                      attempts=reply.attempts)
 
     async def _run_batch(self, lines: list[dict[str, Any]]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
@@ -37,20 +37,27 @@ from .limits import (
     method_rejection,
 )
 from .prompts import reask_text
-from .reasoning import accepts_temperature, parse_past_thinking
+from .reasoning import accepts_temperature, after_thinking, parse_past_thinking
 from .schema import ModelAnswer, Usage, model_facing_schema
 from .settings import Settings, StructuredOutputMethod
+from .validation import Checked, drop_unknown_labels
 
 log = logging.getLogger(__name__)
 
-Validator = Callable[[ModelAnswer], list[str]]
+Validator = Callable[[ModelAnswer], Checked]
 
 
 @dataclass
 class LLMReply:
-    answer: ModelAnswer
+    """A valid answer, as repaired (``checked``), with the usage of every attempt."""
+
+    checked: Checked
     usage: Usage
     attempts: int
+
+    @property
+    def answer(self) -> ModelAnswer:
+        return self.checked.answer
 
 
 def _usage(message: Any) -> Usage:
@@ -133,9 +140,28 @@ def _backend_error(error: Exception) -> BackendError | ConfigurationError:
     return BackendError(f"the LLM call failed: {type(error).__name__}")
 
 
+def _shown_back(raw: Any) -> list[BaseMessage]:
+    """The model's rejected answer as it goes back in the re-ask: the assistant's turn it
+    wrote (a tool call stays a tool call) and the turn that carries the problems is added
+    by the caller. Nothing when there is no answer to show (empty, a refusal)."""
+    tool_calls = getattr(raw, "tool_calls", None) or []
+    if tool_calls:
+        return [AIMessage(content="", tool_calls=tool_calls[:1])]
+    broken = getattr(raw, "invalid_tool_calls", None) or []
+    content = broken[0].get("args") if broken else getattr(raw, "content", None)
+    if not isinstance(content, str):
+        return []
+    content = after_thinking(content)  # the answer goes back, not the model's reasoning
+    return [AIMessage(content=content)] if content.strip() else []
+
+
 class _Exchange:
     """The re-ask loop, free of I/O so the sync and async drivers share it: which request
-    to send next, what each answer was worth, and the token usage summed over attempts."""
+    to send next, what each answer was worth, and the token usage summed over attempts.
+
+    Validation repairs what it can; what is left goes back the way instructor does it: the
+    model's own answer as the assistant's turn, then the problems, so the model can see
+    what it is asked to fix."""
 
     def __init__(self, messages: list[BaseMessage], validate: Validator, *,
                  attempts_allowed: int) -> None:
@@ -144,6 +170,7 @@ class _Exchange:
         self.attempts = 0
         self.usage = Usage()
         self.problems: list[str] = []
+        self.rejected: list[BaseMessage] = []
         self.cut_off = False
         #: Set by the backend: the output bound, and how the request carries it.
         self.max_tokens: int | None = None
@@ -155,7 +182,13 @@ class _Exchange:
         self.attempts += 1
         if not self.problems:
             return self.messages
-        return [*self.messages, HumanMessage(reask_text(self.problems))]
+        problems = reask_text(self.problems)
+        shown = self.rejected
+        if shown and isinstance(shown[-1], AIMessage) and shown[-1].tool_calls:
+            # A tool call must be answered by its tool result: the problems go there.
+            call_id = shown[-1].tool_calls[0].get("id") or "call"
+            return [*self.messages, *shown, ToolMessage(problems, tool_call_id=call_id)]
+        return [*self.messages, *shown, HumanMessage(problems)]
 
     def truncated(self, usage: Usage) -> None:
         """The answer stopped at the output bound: count its tokens, ask for a shorter one."""
@@ -167,30 +200,37 @@ class _Exchange:
         log.info("answer cut off at the output bound (attempt %d)", self.attempts)
 
     def receive(self, out: dict[str, Any]) -> LLMReply | None:
-        """The reply when the answer is valid; otherwise remember why, for the re-ask."""
+        """The reply when the answer is valid (after repair); otherwise remember why, and
+        the answer itself, for the re-ask."""
         raw, usage = out.get("raw"), out.get("cut_off_usage") or _usage(out.get("raw"))
         finish = (getattr(raw, "response_metadata", None) or {}).get("finish_reason")
         # llama-cpp-python reports a cut-off tool call as finish_reason=tool_calls: an
         # unparsable answer as long as the bound was cut off too.
-        if "cut_off_usage" in out or finish == "length" or (not isinstance(out.get("parsed"), dict)
-                                  and self.max_tokens and usage.output_tokens >= self.max_tokens):
+        if "cut_off_usage" in out or finish == "length" or (
+                not isinstance(out.get("parsed"), dict) and self.max_tokens
+                and usage.output_tokens >= self.max_tokens):
+            self.rejected = []  # half an answer is not worth showing back
             self.truncated(usage)
             return None
         self.cut_off = False
         self.usage = self.usage + usage
+        self.rejected = _shown_back(raw)
         parsed = out.get("parsed")
         if isinstance(parsed, dict):
+            cleaned, repairs = drop_unknown_labels(parsed)
             try:
-                answer = ModelAnswer.model_validate(parsed)
+                answer = ModelAnswer.model_validate(cleaned)
             except ValidationError as error:
                 self.problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                  for e in error.errors()[:8]]
             else:
-                self.problems = self.validate(answer)
+                checked = self.validate(answer)
+                checked.repairs[:0] = repairs
+                self.problems = checked.problems
                 if not self.problems:
-                    return LLMReply(answer, self.usage, self.attempts)
+                    return LLMReply(checked, self.usage, self.attempts)
         else:
-            refusal = getattr(out.get("raw"), "additional_kwargs", {}).get("refusal")
+            refusal = getattr(raw, "additional_kwargs", {}).get("refusal")
             self.problems = [f"the model refused: {refusal}" if refusal else
                              "the answer was empty or not valid JSON; reply with one JSON "
                              "object"]

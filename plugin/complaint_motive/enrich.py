@@ -1,8 +1,10 @@
-"""From a validated answer to the public ``MotiveAnalysis``: add what the taxonomy knows,
+"""From a validated answer to the public ``MotiveAnalysis``: add what the taxonomy knows
+(framework views, the standard handling steps, the do-not-say list, principles, sources),
 the confidence levels and the actions they map to."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from .guards import do_not_say
@@ -52,6 +54,11 @@ def confidence_level(*, score: float, agreement: float, evidence: bool,
     return "medium" if offline_agrees or (score >= 0.6 and evidence) else "low"
 
 
+def lowered(level: Level) -> Level:
+    """One level down: for a label whose evidence a repair had to drop."""
+    return _LEVELS[max(0, _LEVELS.index(level) - 1)]
+
+
 def _named(label: Label) -> NamedLabel:
     return NamedLabel(id=label.id, zh=label.zh, en=label.en)
 
@@ -75,7 +82,9 @@ def _principles(answer: ModelAnswer, risk_level: Level) -> list[NamedLabel]:
 
 def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: Signals,
                    chunks: list[RetrievedChunk], meta: Meta, settings: Settings,
-                   injection: list[str]) -> MotiveAnalysis:
+                   injection: list[str], weakened: Collection[str] = ()) -> MotiveAnalysis:
+    """The public result for a validated ``answer``. ``weakened`` names the labels
+    ("primary", "stage") whose evidence validation dropped: their level is one lower."""
     taxonomy = load_taxonomy()
     backend = meta.backend
     motive_id, stage_id = answer.primary_motive.value, answer.stage.value
@@ -92,6 +101,10 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
         score=answer.stage_confidence, agreement=1.0 if stage_id in signals.stage_cues else 0.0,
         evidence=bool(answer.stage_evidence), backend=backend,
         offline_agrees=offline_stage.id == stage_id)
+    if "primary" in weakened:
+        motive_level = lowered(motive_level)
+    if "stage" in weakened:
+        stage_level = lowered(stage_level)
     real = taxonomy.is_motive(motive_id)
     motive_label: Label = (taxonomy.motive(motive_id) if real else
                            next(a for a in taxonomy.abstentions if a.id == motive_id))
@@ -142,8 +155,12 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
                  for s in answer.sources],
         risk=Risk(level=risk_level, flags=flags, evidence=risk_evidence),
         handling=Handling(
-            steps=answer.handling_steps,
-            avoid=list(dict.fromkeys([*answer.avoid, *do_not_say(language, motive_id)])),
+            # The taxonomy's standard steps for the motive and the stage, then the few the
+            # model found specific to this complaint.
+            steps=list(dict.fromkeys([
+                *(taxonomy.motive(motive_id).handling[language] if real else ()),
+                stage_label.handling[language], *answer.specific_steps])),
+            avoid=do_not_say(language, motive_id),
             principles=_principles(answer, risk_level)),
         reply=Reply(text=answer.reply, language=language),
         citations=[Citation(chunk_id=c, source=by_id[c].source, title=by_id[c].title,

@@ -59,6 +59,18 @@ def injection_phrases(text: str) -> list[str]:
     return [m.group(0) for m in _INJECTION.finditer(text)]
 
 
+# Looser than _INJECTION: words a quote needs to back up a model's injection_attempt flag.
+# It never raises the flag itself (a complaint about a "系统" outage is not an injection).
+_INSTRUCTION_WORDS = re.compile(
+    r"指令|指示|提示词|设定|忽略|无视|你现在是|标签|prompt|instruction|ignore|disregard"
+    r"|label|classify", re.IGNORECASE)
+
+
+def instruction_words(quote: str) -> bool:
+    """Whether an evidence quote speaks to the model rather than about the service."""
+    return bool(_INSTRUCTION_WORDS.search(quote) or _INJECTION.search(quote))
+
+
 _AMOUNT = r"(\d[\d,.]*\s*(万|千|百)?\s*(元|块|rmb|人民币|美元|dollars?|yuan)|[¥$€£]\s*\d[\d,.]*)"
 _PROMISE_AMOUNT = re.compile(
     r"(赔偿|补偿|赔付|退还|返还|赔|补|退|给您|给你|发放"

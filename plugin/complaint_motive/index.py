@@ -175,6 +175,13 @@ class KnowledgeIndex:
             return [_guidance_record(c) for c in chunk_guidance()]
         return [_exemplar_record(e) for e in self.exemplars]
 
+    def is_current(self) -> bool:
+        """Whether every collection is already built for the current corpus (nothing for
+        ``ensure`` to do)."""
+        versions = self.versions()
+        return all(self._complete(self._name(kind, versions[kind])) is not None
+                   for kind in _KINDS)
+
     def _name(self, kind: str, version: str) -> str:
         return f"cm-{kind}-{self.model_slug}-{version}"
 

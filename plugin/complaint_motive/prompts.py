@@ -1,7 +1,7 @@
 """The prompt files in ``prompts/``, filled from the taxonomy and the retrieved context.
 
 >>> from complaint_motive.prompts import prompt_version
->>> prompt_version().startswith("1+")
+>>> prompt_version().startswith("3+")
 True
 """
 
@@ -61,22 +61,26 @@ def _label_tables() -> dict[str, str]:
 
 
 @cache
-def _template(with_schema: bool) -> ChatPromptTemplate:
-    human = [_file("instructions.txt"), _file("guidance.txt"), "{examples_block}"]
-    if with_schema:
-        human.append(_file("json_schema.txt"))
-    human.append(_file("complaint.txt"))
+def _template(with_skeleton: bool) -> ChatPromptTemplate:
+    # Everything that is the same for every complaint comes first, in the system message,
+    # byte for byte: providers cache a prompt's identical leading tokens.
+    static = [_file("system.txt"), _file("instructions.txt")]
+    if with_skeleton:
+        static.append(_file("answer_skeleton.txt"))
+    human = [_file("guidance.txt"), "{examples_block}", _file("complaint.txt")]
     return ChatPromptTemplate.from_messages(
-        [("system", _file("system.txt")), ("human", "\n\n".join(human))]
+        [("system", "\n\n".join(static)), ("human", "\n\n".join(human))]
     ).partial(**_label_tables())
 
 
 def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
                    examples: list[RetrievedExemplar], *, schema_in_prompt: bool = False,
                    ) -> list[BaseMessage]:
-    """The messages for one complaint. ``schema_in_prompt`` for providers whose JSON mode
-    cannot take a schema (the schema is then described in the prompt)."""
-    from .schema import model_facing_schema
+    """The messages for one complaint: a system message that is the same for every
+    complaint, then one with its guidance, examples and text. ``schema_in_prompt`` for
+    providers whose JSON mode cannot take a schema (the answer's skeleton is then in the
+    system message)."""
+    from .schema import answer_skeleton
 
     guidance = "\n".join(f"[{c.chunk_id}] {c.text}" for c in chunks)
     examples_block = ""
@@ -96,7 +100,7 @@ def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
             agent_turns=context) + "\n\n" if context else "",
     }
     if schema_in_prompt:
-        values["schema"] = json.dumps(model_facing_schema(), ensure_ascii=False)
+        values["skeleton"] = answer_skeleton()
     return _template(schema_in_prompt).format_messages(**values)
 
 

@@ -44,30 +44,34 @@ class ModelAnswer(BaseModel):
         description="why the customer complains; unknown or not_a_complaint when honest")
     primary_confidence: float = Field(description="0 to 1")
     primary_evidence: list[str] = Field(
-        description="short verbatim quotes from the complaint that show the motive")
-    primary_explanation: str = Field(description="one or two sentences")
+        description="one to three short verbatim quotes from the complaint that show it")
+    primary_explanation: str = Field(description="one short sentence")
     secondary_motives: list[MotiveId] = Field(
         description="at most two other motives present, or empty")
     stage: StageId = Field(description="psychological stage")
     stage_confidence: float = Field(description="0 to 1")
-    stage_evidence: list[str] = Field(description="verbatim quotes that show the stage")
-    stage_explanation: str
+    stage_evidence: list[str] = Field(description="short verbatim quotes that show the stage")
+    stage_explanation: str = Field(description="one short sentence")
     needs: list[NeedId]
     leading_need: Literal["rational", "emotional"]
     legitimacy: LegitimacyId
-    sources: list[SourceId] = Field(
-        description="sources of dissatisfaction")
-    risk_flags: list[RiskFlagId]
-    handling_steps: list[str] = Field(description="what the agent should do, in order")
-    avoid: list[str] = Field(description="what the agent must not say or do")
-    reply: str = Field(description="a reply draft for the agent, in the complaint's language")
+    sources: list[SourceId] = Field(description="sources of dissatisfaction the text shows")
+    risk_flags: list[RiskFlagId] = Field(description="only risks the text shows, or empty")
+    # The standard handling steps and the do-not-say list come from the taxonomy in
+    # enrichment: output tokens are the slowest and dearest part of the call.
+    specific_steps: list[str] = Field(
+        description="at most two steps specific to this complaint beyond the standard "
+        "handling, or empty")
+    reply: str = Field(description="a reply draft for the agent, in the language asked for")
     citations: list[str] = Field(description="ids of the guidance chunks the answer rests on")
 
 
 @cache
 def model_facing_schema() -> dict[str, Any]:
     """``ModelAnswer``'s JSON schema with every ``$ref`` inlined: flat, so each field shows
-    its allowed labels in place, the shape every provider's structured output accepts."""
+    its allowed labels in place, the shape every provider's structured output accepts.
+    Only the top-level title is kept (it names the function in function calling): the
+    others repeat the field names and cost ~150 prompt tokens a request."""
     schema = ModelAnswer.model_json_schema()
     definitions = schema.pop("$defs", {})
 
@@ -77,13 +81,37 @@ def model_facing_schema() -> dict[str, Any]:
                 target = definitions[node["$ref"].rsplit("/", 1)[-1]]
                 merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
                 return inline(merged)
-            return {k: inline(v) for k, v in node.items()}
+            return {k: inline(v) for k, v in node.items() if k != "title"}
         if isinstance(node, list):
             return [inline(v) for v in node]
         return node
 
-    return inline(schema)  # type: ignore[no-any-return]
+    return {**inline(schema), "title": schema["title"]}
 
+
+
+def _placeholder(spec: dict[str, Any], description: str | None) -> str:
+    if spec.get("type") == "array":
+        return f"[{_placeholder(spec['items'], description)}]"
+    if spec.get("type") == "number":
+        return f"<number, {description}>" if description else "<number>"
+    what = description or "text"
+    if "enum" in spec:
+        values = spec["enum"]
+        ids = " or ".join(values) if len(values) <= 3 else "an id listed above"
+        what = f"{ids}: {description}" if description else ids
+    return f'"<{what}>"'
+
+
+@cache
+def answer_skeleton() -> str:
+    """The answer's shape for a prompt, one field a line with a placeholder that says what
+    goes there: for JSON mode, where the raw JSON Schema, pasted in, was echoed back by a
+    small model instead of filled in."""
+    properties = model_facing_schema()["properties"]
+    lines = [f'  "{name}": {_placeholder(spec, spec.get("description"))}'
+             for name, spec in properties.items()]
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 class Evidence(BaseModel):
     quote: str

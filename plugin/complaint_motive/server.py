@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import __version__
 from .analyzer import MotiveAnalyzer, Outcome
@@ -74,8 +74,26 @@ class AnalyzeRequest(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    items: list[AnalyzeRequest] = Field(max_length=MAX_BATCH)
+    """Items are checked one by one: a bad item gets its own error outcome, the rest run."""
+
+    items: list[Any] = Field(max_length=MAX_BATCH, json_schema_extra={
+        "items": {"$ref": "#/components/schemas/AnalyzeRequest"}})
     concurrency: int = Field(8, ge=1, le=64)
+
+    def records(self) -> list[dict[str, Any]]:
+        """What the analyzer takes, per item; an invalid item carries its ``InputError`` in
+        its text, which the analyzer returns as that item's outcome."""
+        records = []
+        for number, item in enumerate(self.items, start=1):
+            try:
+                records.append(AnalyzeRequest.model_validate(item).record())
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "item"
+                item_id = item.get("id") if isinstance(item, dict) else None
+                records.append({"id": item_id if isinstance(item_id, str) else None,
+                                "text": InputError(f"item {number}: {where}: {first['msg']}")})
+        return records
 
 
 class BatchResponse(BaseModel):
@@ -166,9 +184,8 @@ def create_app(settings: Settings | None = None, *, token: str | None = None,
 
     @app.post("/v1/analyze/batch", response_model=BatchResponse, dependencies=guarded)
     async def analyze_batch(body: BatchRequest) -> BatchResponse:
-        outcomes = await state["analyzer"].aanalyze_many(
-            [item.record() for item in body.items],
-            concurrency=body.concurrency)
+        outcomes = await state["analyzer"].aanalyze_many(body.records(),
+                                                         concurrency=body.concurrency)
         return BatchResponse(outcomes=outcomes)
 
     @app.get("/healthz", response_model=Health)
