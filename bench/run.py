@@ -26,6 +26,7 @@ from complaint_motive.evaluation import aevaluate  # noqa: E402
 from complaint_motive.exemplars import read_labelled  # noqa: E402
 from complaint_motive.index import KnowledgeIndex  # noqa: E402
 from complaint_motive.retrieval import retrieve_guidance  # noqa: E402
+from complaint_motive.schema import Usage  # noqa: E402
 from complaint_motive.settings import Settings  # noqa: E402
 from scripted_llm import ScriptedEndpoint  # noqa: E402
 
@@ -321,12 +322,100 @@ def bench_limits(folder: Path) -> None:
         with loopback_llm(Loopback(trickle_bytes=40, trickle_pause=0.1)) as server:
             trickled = MotiveAnalyzer.from_settings(
                 index_dir=folder, backend="llm", openai_api_key="sk",
-                openai_base_url=server.base_url, timeout=2, deadline=0.5, max_retries=0)
+                openai_base_url=server.base_url, model="gpt-4o-mini", timeout=2,
+                deadline=0.5, max_retries=0)
             started = time.perf_counter()
             with suppress(BackendError):
                 trickled.analyze("快递丢了,要求赔偿")
             spent.append(time.perf_counter() - started)
     emit("limits.trickle.call_seconds_p50", statistics.median(spent), "s (deadline 0.5 s)")
+
+def _abandoned_then_next(base_url: str, *, stream: bool) -> float:
+    """Seconds a one-token request waits after a long generation was abandoned by its
+    client (2 s read timeout): near zero when the server stopped generating."""
+    import httpx
+
+    long_body = {"model": "m", "max_tokens": 300, "temperature": 0.8, "stream": stream,
+                 "messages": [{"role": "user", "content": "Write a very long story."}]}
+    try:
+        if stream:
+            with httpx.stream("POST", f"{base_url}/chat/completions", json=long_body,
+                              timeout=httpx.Timeout(60, read=60)) as response:
+                started = time.perf_counter()
+                for _ in response.iter_lines():
+                    if time.perf_counter() - started > 2:
+                        break  # the client gives up; the connection closes
+        else:
+            httpx.post(f"{base_url}/chat/completions", json=long_body, timeout=2)
+    except httpx.TimeoutException:
+        pass
+    started = time.perf_counter()
+    httpx.post(f"{base_url}/chat/completions", timeout=300, json={
+        "model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]})
+    return time.perf_counter() - started
+
+
+def bench_real_llm(folder: Path) -> None:
+    """The real ChatOpenAI path against llama.cpp's server (llama-cpp-python) serving Gemma
+    3 270M on loopback (tests/llama_server.py), the llamacpp recipe, 20 evaluation
+    complaints one at a time (``REAL_LLM_COMPLAINTS`` and ``REAL_LLM_MAX_TOKENS`` change the
+    count and the bound; each complaint can take minutes on two busy cores): latency,
+    tokens as the server counts them, first-try validity, repairs, re-asks, failures by
+    kind. Then: does an abandoned request stop generating?"""
+    from collections import Counter
+
+    from complaint_motive import ComplaintMotiveError
+    from llama_server import MODEL_ALIAS, llama_server, unavailable
+
+    if (reason := unavailable()) is not None:
+        print(f"real_llm: skipped: {reason}", flush=True)
+        return
+    items = read_labelled(EVAL)[0][:int(os.environ.get("REAL_LLM_COMPLAINTS", "20"))]
+    with llama_server() as base_url:
+        analyzer = MotiveAnalyzer.from_settings(
+            index_dir=folder, provider="llamacpp", openai_base_url=base_url,
+            model=MODEL_ALIAS, timeout=1800, deadline=3600, max_retries=0,
+            max_tokens=int(os.environ.get("REAL_LLM_MAX_TOKENS", "800")))
+        analyzer.warm_up()
+        latencies, prompt, completion, attempts = [], [], [], []
+        first_try = repaired = reasked = 0
+        failures: Counter[str] = Counter()
+        for item in items:
+            started = time.perf_counter()
+            try:  # synchronous: analyze_many per item would run a new event loop each time
+                result = analyzer.analyze(item.text)
+            except ComplaintMotiveError as error:
+                failures[error.kind] += 1
+                print(f"real_llm.failure: {error.kind}: {error.message[:160]}", flush=True)
+                usage = Usage(**error.details.get("usage", {}))
+                tries = error.details.get("attempts", 1)
+            else:
+                usage, tries = result.meta.usage, result.meta.attempts
+                first_try += tries == 1
+                repaired += any("repair" in w for w in result.meta.warnings)
+            latencies.append(time.perf_counter() - started)
+            reasked += tries > 1
+            attempts.append(tries)
+            prompt.append(usage.input_tokens / max(tries, 1))
+            completion.append(usage.output_tokens / max(tries, 1))
+        emit("real_llm.complaints", len(items), "complaints")
+        emit("real_llm.max_tokens", analyzer.settings.max_tokens, "tokens")
+        emit("real_llm.latency_per_complaint_p50", statistics.median(latencies), "s")
+        emit("real_llm.latency_per_complaint_max", max(latencies), "s")
+        emit("real_llm.prompt_tokens_per_attempt_p50", statistics.median(prompt), "tokens")
+        emit("real_llm.completion_tokens_per_attempt_p50", statistics.median(completion),
+             "tokens")
+        emit("real_llm.attempts_p50", statistics.median(attempts), "attempts")
+        emit("real_llm.first_try_valid", first_try, f"of {len(items)}")
+        emit("real_llm.repaired", repaired, f"of {len(items)}")
+        emit("real_llm.reasked", reasked, f"of {len(items)}")
+        emit("real_llm.results", len(items) - sum(failures.values()), f"of {len(items)}")
+        for kind, count in sorted(failures.items()):
+            emit(f"real_llm.failed.{kind}", count, f"of {len(items)}")
+        for stream in (False, True):
+            waited = _abandoned_then_next(base_url, stream=stream)
+            emit(f"real_llm.next_request_wait_after_abandoned_"
+                 f"{'stream' if stream else 'plain'}", waited, "s")
 
 
 def write_large_csv(path: Path, rows: int) -> None:
@@ -456,7 +545,7 @@ def bench_prompt(folder: Path) -> None:
 SECTIONS = {"retrieval": bench_retrieval, "offline": bench_offline,
             "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults,
             "limits": bench_limits, "datasets": bench_datasets,
-            "prompt": bench_prompt}
+            "prompt": bench_prompt, "real_llm": bench_real_llm}
 
 
 def main() -> None:

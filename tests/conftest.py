@@ -50,6 +50,6 @@ def endpoint() -> ScriptedEndpoint:
 @pytest.fixture
 def llm_analyzer(index_dir: Path, endpoint: ScriptedEndpoint) -> MotiveAnalyzer:
     return MotiveAnalyzer.from_settings(
-        index_dir=index_dir, backend="llm", openai_api_key="sk-test",
-        openai_base_url="http://llm.test/v1", model="gpt-4o-mini", max_retries=1,
+        index_dir=index_dir, backend="llm", openai_api_key="sk-test", model="gpt-4o-mini",
+        max_retries=1,
         timeout=5, breaker_cooldown=60, **endpoint.clients())

@@ -79,8 +79,10 @@ def good_answer(seen: Seen, **overrides: Any) -> dict[str, Any]:
 
 
 def completion(seen: Seen, content: dict[str, Any] | str, *, prompt_tokens: int = 900,
-               completion_tokens: int = 300) -> httpx.Response:
-    """A chat.completion in the shape the request asked for."""
+               completion_tokens: int = 300, finish_reason: str | None = None,
+               ) -> httpx.Response:
+    """A chat.completion in the shape the request asked for (``finish_reason="length"``:
+    an answer cut off at the output bound)."""
     text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
     if seen.tools:
         name = seen.tools[0]["function"]["name"]
@@ -90,6 +92,7 @@ def completion(seen: Seen, content: dict[str, Any] | str, *, prompt_tokens: int 
     else:
         message = {"role": "assistant", "content": text}
         finish = "stop"
+    finish = finish_reason or finish
     return httpx.Response(200, json={
         "id": "chatcmpl-scripted", "object": "chat.completion", "created": 1_700_000_000,
         "model": seen.body.get("model", "scripted"),
@@ -99,9 +102,70 @@ def completion(seen: Seen, content: dict[str, Any] | str, *, prompt_tokens: int 
                   "total_tokens": prompt_tokens + completion_tokens}})
 
 
+def streamed(seen: Seen, done: dict[str, Any]) -> httpx.Response:
+    """A chat.completion as the server-sent events a streaming request gets: the content
+    (or tool-call arguments) in two deltas, the finish reason, then the usage if asked."""
+    choice = done["choices"][0]
+    message, head = choice["message"], {k: done[k] for k in ("id", "created", "model")}
+    calls = message.get("tool_calls")
+    text = calls[0]["function"]["arguments"] if calls else message.get("content") or ""
+    halves = [text[: len(text) // 2], text[len(text) // 2:]]
+    deltas: list[dict[str, Any]] = []
+    for n, part in enumerate(halves):
+        if calls:
+            call: dict[str, Any] = {"index": 0, "function": {"arguments": part}}
+            if n == 0:
+                call.update(id=calls[0]["id"], type="function")
+                call["function"]["name"] = calls[0]["function"]["name"]
+            deltas.append({"role": "assistant", "tool_calls": [call]} if n == 0
+                          else {"tool_calls": [call]})
+        else:
+            deltas.append({"role": "assistant", "content": part} if n == 0
+                          else {"content": part})
+    chunks = [{**head, "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    chunks.append({**head, "object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+    if (seen.body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**head, "object": "chat.completion.chunk", "choices": [],
+                       "usage": done["usage"]})
+    events = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks)
+    return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                          content=(events + "data: [DONE]\n\n").encode())
+
+
 def error(status: int, message: str = "scripted failure", **headers: str) -> httpx.Response:
     return httpx.Response(status, headers=headers,
                           json={"error": {"message": message, "type": "scripted"}})
+
+
+#: What llama-cpp-python's server (0.3.36) answered to ``response_format: json_schema``, as
+#: observed in tests/test_real_llm.py: a 500 whose message is the request model's
+#: validation error (followed by a traceback line naming the server's install path).
+LLAMACPP_JSON_SCHEMA_ERROR = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}")
+
+
+def cut_off(seen: Seen) -> httpx.Response:
+    """An answer that ran into the output bound: half a JSON object, finish_reason length."""
+    text = json.dumps(good_answer(seen), ensure_ascii=False)
+    return completion(seen, text[: len(text) // 2], completion_tokens=800,
+                      finish_reason="length")
+
+
+def llamacpp_like(body: dict[str, Any], seen: Seen) -> httpx.Response | dict[str, Any]:
+    """What llama-cpp-python's server accepts: json_object (with or without a schema) and
+    forced tool calls; json_schema is a 500 naming the field. It reads ``max_tokens`` and
+    ignores ``max_completion_tokens``."""
+    if (body.get("response_format") or {}).get("type") == "json_schema":
+        return httpx.Response(500, json={"error": {
+            "message": LLAMACPP_JSON_SCHEMA_ERROR + '\n\n  File "/srv/llama_cpp/server/app.py", '
+            'line 376, in create_chat_completion\n    POST /v1/chat/completions',
+            "type": "internal_server_error",
+            "param": None, "code": None}})
+    return good_answer(seen)
 
 
 @dataclass
@@ -122,9 +186,11 @@ class ScriptedEndpoint:
             if isinstance(produced, httpx.TimeoutException):
                 raise type(produced)(str(produced), request=request)
             raise produced
-        if isinstance(produced, httpx.Response):
-            return produced
-        return completion(seen, produced)
+        response = produced if isinstance(produced, httpx.Response) else completion(
+            seen, produced)
+        if seen.body.get("stream") and response.status_code == 200:
+            return streamed(seen, response.json())
+        return response
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         return self._respond(request)

@@ -136,6 +136,7 @@ def test_command_line_analyze_and_eval_through_the_batch_api(index_dir, tmp_path
                                + "\n" for i in ITEMS[:4]), encoding="utf-8")
     with serving(service.handler) as base_url:
         for name, value in {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-test",
+                            "COMPLAINT_MOTIVE_MODEL": "gpt-4o-mini",
                             "COMPLAINT_MOTIVE_INDEX_DIR": str(index_dir)}.items():
             monkeypatch.setenv(name, value)
         analyzed = CliRunner().invoke(app, [

@@ -196,7 +196,8 @@ def test_a_trickling_answer_is_cut_at_the_deadline_and_retried_once(index_dir, r
     with loopback_llm(Loopback(trickle_bytes=40, trickle_pause=0.1)) as server:
         analyzer = MotiveAnalyzer.from_settings(
             index_dir=index_dir, backend="llm", openai_api_key="sk-test",
-            openai_base_url=server.base_url, timeout=2, deadline=0.5, max_retries=3)
+            openai_base_url=server.base_url, model="gpt-4o-mini", timeout=2, deadline=0.5,
+            max_retries=3)
         with pytest.raises(BackendError, match="deadline") as caught:
             if run == "sync":
                 analyzer.analyze(COMPLAINT)
@@ -215,7 +216,7 @@ def test_the_deadline_leaves_a_prompt_answer_alone(index_dir) -> None:
     with loopback_llm(Loopback()) as server:
         analyzer = MotiveAnalyzer.from_settings(
             index_dir=index_dir, backend="llm", openai_api_key="sk-test",
-            openai_base_url=server.base_url, timeout=2, deadline=5)
+            openai_base_url=server.base_url, model="gpt-4o-mini", timeout=2, deadline=5)
         result = analyzer.analyze(COMPLAINT)
         assert result.meta.backend == "llm" and server.finished == 1
 

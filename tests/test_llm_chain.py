@@ -71,7 +71,7 @@ def test_other_structured_output_methods(index_dir, method: str) -> None:
     endpoint = ScriptedEndpoint()
     analyzer = MotiveAnalyzer.from_settings(
         index_dir=index_dir, backend="llm", openai_api_key="sk-test",
-        openai_base_url="http://llm.test/v1", structured_output=method, **endpoint.clients())
+        structured_output=method, **endpoint.clients())
 
     result = analyzer.analyze(COMPLAINT)
 

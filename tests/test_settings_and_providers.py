@@ -13,7 +13,7 @@ from complaint_motive import ConfigurationError, MotiveAnalyzer
 from complaint_motive.cli import app
 from complaint_motive.providers import PROVIDERS
 from complaint_motive.settings import Settings
-from scripted_llm import ScriptedEndpoint, error, good_answer
+from scripted_llm import ScriptedEndpoint, error, good_answer, llamacpp_like
 
 
 def test_precedence_keywords_then_environment_then_toml(tmp_path: Path,
@@ -61,6 +61,8 @@ def _shaped(provider: str) -> ScriptedEndpoint:
             return error(400, "Prompt must contain the word 'json'")
         if provider == "qwen" and response_format == "json_schema":
             return error(400, "response_format json_schema is not supported by this model")
+        if provider == "llamacpp":
+            return llamacpp_like(body, seen)
         return good_answer(seen)
 
     return ScriptedEndpoint(default=respond)

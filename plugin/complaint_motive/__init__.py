@@ -21,6 +21,7 @@ from .errors import (
     ContentFilterError,
     IndexStoreError,
     InputError,
+    OutputTruncatedError,
     OutputValidationError,
 )
 
@@ -45,7 +46,7 @@ __all__ = [
     "ContentFilterError", "EvaluationReport", "FieldMap", "GuidanceRetriever",
     "IndexStoreError", "InputError",
     "KnowledgeIndex", "MotiveAnalysis", "MotiveAnalyzer", "Outcome",
-    "OutputValidationError", "Settings", "evaluate",
+    "OutputTruncatedError", "OutputValidationError", "Settings", "evaluate",
 ]
 
 

@@ -250,7 +250,8 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                             "they were treated as data")
         meta = Meta(
             backend=backend,
-            model=self.settings.model if backend == "llm" else f"offline/{self.model.version}",
+            model=self.llm.model_name if backend == "llm" and self.llm
+            else f"offline/{self.model.version}",
             prompt_version=prompt_version(), corpus_version=self.index.versions()["guidance"],
             taxonomy_version=load_taxonomy().version,
             latency_ms=round((time.perf_counter() - prepared.started) * 1000, 2),
@@ -272,7 +273,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         return result
 
     def _cost(self, usage: Usage) -> float | None:
-        price = self.settings.prices.get(self.settings.model)
+        price = self.settings.price()
         if price is None or not usage.total_tokens:
             return None
         return round((usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1e6, 6)

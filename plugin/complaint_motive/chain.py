@@ -9,11 +9,13 @@ backoff shared by concurrent calls, the total deadline and the circuit breaker a
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -24,13 +26,20 @@ from .errors import (
     BackendError,
     ComplaintMotiveError,
     ConfigurationError,
+    OutputTruncatedError,
     OutputValidationError,
 )
-from .limits import CallLimits, CircuitBreaker, bound_requests, check_answer
+from .limits import (
+    CallLimits,
+    CircuitBreaker,
+    bound_requests,
+    check_answer,
+    method_rejection,
+)
 from .prompts import reask_text
 from .reasoning import accepts_temperature, after_thinking, parse_past_thinking
 from .schema import ModelAnswer, Usage, model_facing_schema
-from .settings import Settings
+from .settings import Settings, StructuredOutputMethod
 from .validation import Checked, drop_unknown_labels
 
 log = logging.getLogger(__name__)
@@ -58,8 +67,51 @@ def _usage(message: Any) -> Usage:
                  total_tokens=meta.get("total_tokens", 0))
 
 
+#: What ``structured_output="auto"`` tries, in order, when the endpoint rejects a method.
+AUTO_ORDER: tuple[StructuredOutputMethod, ...] = ("json_schema", "function_calling",
+                                                  "json_mode")
+#: Longest list the model may write per array field: a grammar-constrained small model
+#: can otherwise repeat one item until the output bound. Label lists are bounded by their
+#: label set.
+_MAX_ITEMS = {"secondary_motives": 2, "citations": 4}
+_MAX_ITEMS_DEFAULT = 5
+
+
+def bounded_schema() -> dict[str, Any]:
+    """The model-facing schema with ``maxItems`` on every array (for methods whose
+    providers accept it; strict ``json_schema`` modes have rejected array bounds)."""
+    schema = copy.deepcopy(model_facing_schema())
+    for name, node in schema["properties"].items():
+        if node.get("type") == "array":
+            labels = node.get("items", {}).get("enum")
+            node["maxItems"] = _MAX_ITEMS.get(name, min(len(labels), _MAX_ITEMS_DEFAULT)
+                                              if labels else _MAX_ITEMS_DEFAULT)
+    return schema
+
+
+def _cut_off_usage(error: Exception) -> Usage | None:
+    """The usage of an answer the ``openai`` client refused to parse because it hit the
+    output bound (``LengthFinishReasonError``), or None for any other error."""
+    import openai
+
+    if not isinstance(error, openai.LengthFinishReasonError):
+        return None
+    usage = error.completion.usage
+    if usage is None:
+        return Usage()
+    return Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
+                 total_tokens=usage.total_tokens)
+
+
 def _backend_error(error: Exception) -> BackendError | ConfigurationError:
     import openai
+
+    if (said := method_rejection(error)) is not None:
+        return ConfigurationError(
+            f"the LLM endpoint rejected the structured-output request "
+            f"({getattr(error, 'status_code', '?')}): {said[:300]}. Set structured_output "
+            "(json_schema, function_calling, json_mode or auto) or a provider recipe "
+            "(provider=…)", server_message=said[:1000])
 
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return ConfigurationError(f"the LLM endpoint refused the credentials "
@@ -119,6 +171,10 @@ class _Exchange:
         self.usage = Usage()
         self.problems: list[str] = []
         self.rejected: list[BaseMessage] = []
+        self.cut_off = False
+        #: Set by the backend: the output bound, and how the request carries it.
+        self.max_tokens: int | None = None
+        self.output_bound = "max_tokens"
 
     def next_request(self) -> list[BaseMessage] | None:
         if self.attempts >= self.attempts_allowed:
@@ -134,11 +190,30 @@ class _Exchange:
             return [*self.messages, *shown, ToolMessage(problems, tool_call_id=call_id)]
         return [*self.messages, *shown, HumanMessage(problems)]
 
+    def truncated(self, usage: Usage) -> None:
+        """The answer stopped at the output bound: count its tokens, ask for a shorter one."""
+        self.usage = self.usage + usage
+        self.cut_off = True
+        self.problems = [f"the answer was cut off at the output limit ({self.output_bound}); "
+                         "answer again more briefly: short quotes, one-sentence "
+                         "explanations, a short reply"]
+        log.info("answer cut off at the output bound (attempt %d)", self.attempts)
+
     def receive(self, out: dict[str, Any]) -> LLMReply | None:
         """The reply when the answer is valid (after repair); otherwise remember why, and
         the answer itself, for the re-ask."""
-        raw = out.get("raw")
-        self.usage = self.usage + _usage(raw)
+        raw, usage = out.get("raw"), out.get("cut_off_usage") or _usage(out.get("raw"))
+        finish = (getattr(raw, "response_metadata", None) or {}).get("finish_reason")
+        # llama-cpp-python reports a cut-off tool call as finish_reason=tool_calls: an
+        # unparsable answer as long as the bound was cut off too.
+        if "cut_off_usage" in out or finish == "length" or (
+                not isinstance(out.get("parsed"), dict) and self.max_tokens
+                and usage.output_tokens >= self.max_tokens):
+            self.rejected = []  # half an answer is not worth showing back
+            self.truncated(usage)
+            return None
+        self.cut_off = False
+        self.usage = self.usage + usage
         self.rejected = _shown_back(raw)
         parsed = out.get("parsed")
         if isinstance(parsed, dict):
@@ -164,6 +239,11 @@ class _Exchange:
         return None
 
     def invalid(self) -> OutputValidationError:
+        if self.cut_off:
+            return OutputTruncatedError(
+                f"the model's answer was cut off at the output bound ({self.output_bound}) "
+                f"on attempt {self.attempts}: raise max_tokens (COMPLAINT_MOTIVE_MAX_TOKENS)",
+                problems=self.problems, attempts=self.attempts, usage=self.usage.model_dump())
         return OutputValidationError(
             f"the model's answer stayed invalid after {self.attempts} attempts: "
             f"{self.problems[0]}", problems=self.problems, attempts=self.attempts,
@@ -171,29 +251,47 @@ class _Exchange:
 
 
 class LLMBackend:
-    """``ChatOpenAI`` with structured output, validation, one re-ask and a circuit breaker.
+    """``ChatOpenAI`` with structured output, validation, one re-ask and the call limits.
 
+    Every call carries an output bound (``max_tokens``, sent as the field the model takes)
+    and ``extra_body``. ``structured_output="auto"`` tries ``AUTO_ORDER`` on a rejection of
+    the method and remembers, for the process, what the endpoint accepted.
     ``http_client`` / ``http_async_client`` let tests and proxies supply the ``httpx``
     clients the ``openai`` package uses.
     """
+
+    #: (base URL, model) → the method ``auto`` settled on, for the life of the process.
+    _chosen: ClassVar[dict[tuple[str | None, str], StructuredOutputMethod]] = {}
+    _chosen_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, settings: Settings, *, http_client: httpx.Client | None = None,
                  http_async_client: httpx.AsyncClient | None = None) -> None:
         import openai
         from langchain_openai import ChatOpenAI
 
+        if settings.model is None:
+            raise ConfigurationError(
+                f"an LLM endpoint is set ({settings.openai_base_url}) but no model: set "
+                "model (COMPLAINT_MOTIVE_MODEL) to the name it serves, or pick a provider "
+                "recipe (provider=…)")
         self.settings = settings
-        self.model_name = settings.model
-        self.method = settings.structured_output
+        self.model_name: str = settings.model
         temperature: float | None = settings.temperature
         if not accepts_temperature(settings.model, settings.reasoning_effort):
             temperature = None  # o-series and gpt-5 reject it (400 unsupported_value)
+        bound = {"max_completion_tokens": settings.max_tokens} \
+            if settings.token_limit_field == "max_completion_tokens" else {}
         self.llm = ChatOpenAI(
             model=settings.model, temperature=temperature,
-            reasoning_effort=settings.reasoning_effort, extra_body=settings.extra_body or None,
+            reasoning_effort=settings.reasoning_effort,
+            # ChatOpenAI sends its own bound as max_completion_tokens, which many
+            # OpenAI-compatible servers ignore: max_tokens travels in the body instead.
+            extra_body={**({} if bound else {"max_tokens": settings.max_tokens}),
+                        **settings.extra_body} or None,
             api_key=settings.openai_api_key or "not-needed",  # local servers take any key
             base_url=settings.openai_base_url, timeout=settings.timeout,
             max_retries=0,  # retries are ours (limits.CallLimits), shared across calls
+            streaming=settings.stream, stream_usage=settings.stream or None,
             # Our own clients (they carry the deadline), so langchain's OPENAI_PROXY
             # handling moves here: it refuses a proxy beside given clients.
             openai_proxy=None,
@@ -202,12 +300,8 @@ class LLMBackend:
                 settings.deadline),
             http_async_client=bound_requests(
                 http_async_client or openai.DefaultAsyncHttpxClient(
-                    proxy=os.environ.get("OPENAI_PROXY")), settings.deadline))
-        # A dict schema, not the class: with the class, the openai client parses the answer
-        # itself and a malformed answer raises before we see its text or its token usage.
-        self.structured = self.llm.with_structured_output(
-            model_facing_schema(), method=self.method, include_raw=True,
-            strict=None if self.method == "json_mode" else True)
+                    proxy=os.environ.get("OPENAI_PROXY")), settings.deadline), **bound)
+        self._structured: dict[StructuredOutputMethod, Any] = {}
         self.limits = CallLimits(
             max_retries=settings.max_retries, rate_limit_wait=settings.rate_limit_wait,
             breaker_failures=settings.breaker_failures,
@@ -215,20 +309,90 @@ class LLMBackend:
         self.breaker: CircuitBreaker = self.limits.breaker
 
     @property
+    def _endpoint(self) -> tuple[str | None, str]:
+        return self.settings.openai_base_url, self.model_name
+
+    @property
+    def method(self) -> StructuredOutputMethod:
+        """The structured-output method the next request uses."""
+        if self.settings.structured_output != "auto":
+            return self.settings.structured_output
+        return self._chosen.get(self._endpoint, AUTO_ORDER[0])
+
+    @property
     def schema_in_prompt(self) -> bool:
-        return self.method == "json_mode"
+        # Until auto has settled, the prompt describes the schema too, so that a request
+        # can move to json_mode without being rebuilt.
+        return self.method == "json_mode" or (
+            self.settings.structured_output == "auto" and self._endpoint not in self._chosen)
+
+    @property
+    def structured(self) -> Any:
+        """The structured-output runnable of the current method."""
+        return self._runnable(self.method)
+
+    def _runnable(self, method: StructuredOutputMethod) -> Any:
+        if method not in self._structured:
+            # A dict schema, not the class: with the class, the openai client parses the
+            # answer itself and a malformed answer raises before we see its text or usage.
+            self._structured[method] = self.llm.with_structured_output(
+                bounded_schema() if method == "function_calling" else model_facing_schema(),
+                method=method, include_raw=True,
+                strict=None if method == "json_mode" else True)
+        return self._structured[method]
+
+    def _settle(self, error: ComplaintMotiveError) -> bool:
+        """On a rejection of the method under ``auto``, move to the next one; True if
+        there is one to try. Logs what the endpoint settled on."""
+        said = error.details.get("server_message")
+        if said is None or self.settings.structured_output != "auto":
+            return False
+        with self._chosen_lock:
+            tried = self.method
+            position = AUTO_ORDER.index(tried)
+            if position + 1 >= len(AUTO_ORDER):
+                return False
+            chosen = AUTO_ORDER[position + 1]
+            self._chosen[self._endpoint] = chosen
+        log.warning("structured_output=auto: the endpoint rejected %s (%s); using %s",
+                    tried, str(said)[:120], chosen)
+        return True
+
+    def _accepted(self, method: StructuredOutputMethod) -> None:
+        if self.settings.structured_output == "auto" and self._endpoint not in self._chosen:
+            with self._chosen_lock:
+                self._chosen.setdefault(self._endpoint, method)
+            log.info("structured_output=auto: the endpoint accepts %s", method)
+
+    def exchange(self, messages: list[BaseMessage], validate: Validator) -> _Exchange:
+        """A new re-ask loop for ``messages`` (the Batch API feeds it its first answer)."""
+        exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+        exchange.max_tokens = self.settings.max_tokens
+        exchange.output_bound = f"{self.settings.token_limit_field}={self.settings.max_tokens}"
+        return exchange
 
     def answer(self, messages: list[BaseMessage], validate: Validator,
                config: RunnableConfig | None = None) -> LLMReply:
-        exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+        exchange = self.exchange(messages, validate)
         while (request := exchange.next_request()) is not None:
-            def send(request: list[BaseMessage] = request) -> dict[str, Any]:
-                return _settled(self.structured.invoke(request, config=config))
+            while True:  # again with the next method when auto meets a rejection
+                method = self.method
 
-            try:
-                out = self.limits.call(send)
-            except ComplaintMotiveError as error:
-                raise self._failed(exchange, error) from error
+                def send(request: list[BaseMessage] = request,
+                         method: StructuredOutputMethod = method) -> dict[str, Any]:
+                    try:
+                        return _settled(self._runnable(method).invoke(request, config=config))
+                    except Exception as error:
+                        return _cut_off(error)
+
+                try:
+                    out = self.limits.call(send)
+                except ComplaintMotiveError as error:
+                    if self._settle(error):
+                        continue
+                    raise self._failed(exchange, error) from error
+                self._accepted(method)
+                break
             if (reply := exchange.receive(out)) is not None:
                 return reply
         raise exchange.invalid()
@@ -237,21 +401,29 @@ class LLMBackend:
                       config: RunnableConfig | None = None) -> LLMReply:
         return await self.acontinue(self.exchange(messages, validate), config)
 
-    def exchange(self, messages: list[BaseMessage], validate: Validator) -> _Exchange:
-        """A new re-ask loop for ``messages`` (the Batch API feeds it its first answer)."""
-        return _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
-
     async def acontinue(self, exchange: _Exchange,
                         config: RunnableConfig | None = None) -> LLMReply:
         """Run ``exchange`` to a valid answer or a typed error, from wherever it stands."""
         while (request := exchange.next_request()) is not None:
-            async def send(request: list[BaseMessage] = request) -> dict[str, Any]:
-                return _settled(await self.structured.ainvoke(request, config=config))
+            while True:  # again with the next method when auto meets a rejection
+                method = self.method
 
-            try:
-                out = await self.limits.acall(send)
-            except ComplaintMotiveError as error:
-                raise self._failed(exchange, error) from error
+                async def send(request: list[BaseMessage] = request,
+                               method: StructuredOutputMethod = method) -> dict[str, Any]:
+                    try:
+                        return _settled(await self._runnable(method).ainvoke(
+                            request, config=config))
+                    except Exception as error:  # cancellation is a BaseException
+                        return _cut_off(error)
+
+                try:
+                    out = await self.limits.acall(send)
+                except ComplaintMotiveError as error:
+                    if self._settle(error):
+                        continue
+                    raise self._failed(exchange, error) from error
+                self._accepted(method)
+                break
             if (reply := exchange.receive(out)) is not None:
                 return reply
         raise exchange.invalid()
@@ -260,6 +432,15 @@ class LLMBackend:
                 failure: ComplaintMotiveError) -> ComplaintMotiveError:
         failure.details.update(usage=exchange.usage.model_dump(), attempts=exchange.attempts)
         return failure
+
+
+def _cut_off(error: Exception) -> dict[str, Any]:
+    """An answer the ``openai`` client refused to parse because it hit the output bound
+    (``LengthFinishReasonError``), as an output ``_Exchange.receive`` reads as cut off;
+    any other error is raised again for the call limits."""
+    if (usage := _cut_off_usage(error)) is None:
+        raise error
+    return {"raw": None, "parsed": None, "cut_off_usage": usage}
 
 
 def _settled(out: dict[str, Any]) -> dict[str, Any]:

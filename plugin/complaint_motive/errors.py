@@ -70,3 +70,10 @@ class OutputValidationError(ComplaintMotiveError):
     or a reply that breaks policy)."""
 
     kind = "validation"
+
+
+class OutputTruncatedError(OutputValidationError):
+    """The model's answer was cut off at the output bound (``finish_reason=length``) on
+    every attempt: raise ``max_tokens``."""
+
+    kind = "truncated"

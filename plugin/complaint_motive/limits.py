@@ -27,6 +27,7 @@ import email.utils
 import importlib
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -125,6 +126,33 @@ _FILTERED = ("the provider's content filter blocked this complaint ({where}); th
              "offline")
 
 
+#: A rejection that names these fields is about the structured-output method, whatever its
+#: status code (llama-cpp-python's server answers json_schema with a 500).
+_METHOD_FIELDS = re.compile(r"response_format|tool_choice|\btools\b")
+
+
+def _server_message(error: Exception) -> str:
+    """What the server said, from its error body (``openai`` keeps the parsed JSON)."""
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        said = inner.get("message") if isinstance(inner, dict) else inner
+        if said:
+            return str(said)
+    return str(getattr(error, "message", "") or error)
+
+
+def method_rejection(error: Exception) -> str | None:
+    """The server's message when it refused the request's structured-output fields."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError) and error.status_code not in (401, 403, 429):
+        said = _server_message(error)
+        if _METHOD_FIELDS.search(said):
+            return said
+    return None
+
+
 def classify(error: Exception, describe: Describe) -> Failure:
     """What ``error`` (raised by the openai client or the structured-output parser) means
     for retries and the breaker; ``describe`` words the errors this module has no more to
@@ -160,6 +188,9 @@ def classify(error: Exception, describe: Describe) -> Failure:
             type(error).__name__ == "OpenAIRefusalError" and "content filter" in str(error)):
         return Failure(ContentFilterError(_FILTERED.format(
             where="finish_reason content_filter on the answer")), "final")
+    said = method_rejection(error)
+    if said is not None and "thinking" not in said.lower():  # (thinking mode: see below)
+        return Failure(describe(error), "final")  # will not change on retry; endpoint is up
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
         if status == 408:

@@ -34,6 +34,14 @@ PROVIDERS: dict[str, dict[str, Any]] = {
     # 16384 in a Modelfile). See OLLAMA_CONTEXT_TOKENS.
     "ollama": {"openai_base_url": "http://localhost:11434/v1", "model": "qwen2.5:7b",
                "structured_output": "json_schema"},
+    # llama.cpp's server (llama-server, or llama-cpp-python's `python -m llama_cpp.server`):
+    # its request model knows response_format text/json_object only and answers 500 to
+    # json_schema; a forced tool call is generated under a grammar built from the schema.
+    # It serves whatever model it loaded, whatever name the request gives; on a CPU one
+    # answer can take minutes, hence the longer deadline.
+    "llamacpp": {"openai_base_url": "http://localhost:8080/v1", "model": "local",
+                 "structured_output": "function_calling", "token_limit_param": "max_tokens",
+                 "deadline": 600.0},
 }
 
 #: The context an Ollama server needs for this library's prompt (guidance, exemplars and a

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,12 @@ from pydantic_settings import (
 
 Backend = Literal["auto", "llm", "offline"]
 StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
+TokenLimitParam = Literal["auto", "max_tokens", "max_completion_tokens"]
+#: The model OpenAI's own API gets when none is set; any other endpoint must be told.
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+#: List prices, USD per million input and output tokens.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.5, 10.0), "deepseek-chat": (0.27, 1.10)}
 Action = Literal["auto_apply", "preselect", "suggest", "human_review"]
 
 
@@ -50,18 +57,29 @@ class Settings(BaseSettings):
         "none", description="on backend failure, answer with the offline analyzer (degraded)")
 
     # -- the LLM ----------------------------------------------------------------------
-    provider: Literal["openai", "azure", "deepseek", "qwen", "vllm", "ollama"] | None = Field(
+    provider: Literal["openai", "azure", "deepseek", "qwen", "vllm", "ollama",
+                      "llamacpp"] | None = Field(
         None, description="fill base URL, model and structured-output method from a recipe "
         "(providers.py); explicit settings win")
     openai_api_key: SecretStr | None = Field(None, validation_alias=_alias(
         "openai_api_key", "OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_alias(
         "openai_base_url", "OPENAI_BASE_URL"))
-    model: str = "gpt-4o-mini"
-    structured_output: StructuredOutputMethod = Field(
+    model: str | None = Field(
+        None, description=f"the chat model; unset: {DEFAULT_OPENAI_MODEL} on OpenAI's own API, "
+        "while an endpoint given by base URL must be told its model")
+    structured_output: StructuredOutputMethod | Literal["auto"] = Field(
         "json_schema", description="json_schema (OpenAI, vLLM, Ollama), function_calling "
-        "(Azure, Qwen), json_mode (DeepSeek)")
-    temperature: float = 0.0
+        "(Azure, Qwen, llama.cpp), json_mode (DeepSeek); auto tries them in that order "
+        "once per process")
+    temperature: float | None = Field(0.0, description="None: not sent (the model's own "
+                                      "default); never sent to models that reject it")
+    max_tokens: int = Field(800, ge=1, description="the output bound sent with every call")
+    token_limit_param: TokenLimitParam = Field(
+        "auto", description="the request field that carries max_tokens; auto: "
+        "max_completion_tokens for o-series and gpt-5 models, max_tokens otherwise")
+    stream: bool = Field(False, description="stream answers: a client that gives up closes "
+                         "the connection, which stops a local server generating")
     timeout: float = Field(30.0, gt=0, description="seconds per LLM request")
     max_retries: int = Field(2, ge=0, description="transport retries (timeouts, 429, 5xx)")
     reask: int = Field(1, ge=0, le=1, description="1: when validation cannot repair an "
@@ -81,8 +99,7 @@ class Settings(BaseSettings):
         "request, e.g. {'enable_thinking': False} (Qwen) or {'thinking': {'type': "
         "'disabled'}} (DeepSeek)")
     prices: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.5, 10.0),
-                                 "deepseek-chat": (0.27, 1.10)},
+        default_factory=lambda: dict(DEFAULT_PRICES),
         description="USD per million input and output tokens, by model")
 
     # -- the index --------------------------------------------------------------------
@@ -141,14 +158,34 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _apply_provider(self) -> Settings:
-        if self.provider is None:
-            return self
-        from .providers import PROVIDERS
+        if self.provider is not None:
+            from .providers import PROVIDERS
 
-        for key, value in PROVIDERS[self.provider].items():
-            if key not in self.model_fields_set:
-                setattr(self, key, value)
+            for key, value in PROVIDERS[self.provider].items():
+                if key not in self.model_fields_set:
+                    setattr(self, key, value)
+        if self.model is None and self.openai_base_url is None:
+            self.model = DEFAULT_OPENAI_MODEL
         return self
+
+    @property
+    def token_limit_field(self) -> Literal["max_tokens", "max_completion_tokens"]:
+        """Where ``max_tokens`` goes in the request: OpenAI's reasoning models (o1, o3,
+        o4-mini, gpt-5…) refuse ``max_tokens``; most other servers know only it."""
+        if self.token_limit_param != "auto":
+            return self.token_limit_param
+        name = (self.model or "").rsplit("/", 1)[-1].lower()
+        return "max_completion_tokens" if re.match(r"o\d|gpt-5", name) else "max_tokens"
+
+    def price(self) -> tuple[float, float] | None:
+        """USD per million input and output tokens for the model, if known. An endpoint
+        configured by base URL without a provider recipe is priced only from ``prices`` set
+        by the user: the defaults are list prices, which a self-hosted server does not
+        charge."""
+        custom_endpoint = self.openai_base_url is not None and self.provider is None
+        if self.model is None or (custom_endpoint and self.prices == DEFAULT_PRICES):
+            return None
+        return self.prices.get(self.model)
 
     @property
     def llm_configured(self) -> bool:

