@@ -41,6 +41,7 @@ def loopback_llm(state: Loopback) -> Iterator[Loopback]:
     """Serve ``state`` on a free loopback port for the duration of the block."""
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
         def log_message(self, *args: object) -> None:  # keep test output quiet
             pass
 

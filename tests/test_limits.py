@@ -221,6 +221,20 @@ def test_the_deadline_leaves_a_prompt_answer_alone(index_dir) -> None:
         assert result.meta.backend == "llm" and server.finished == 1
 
 
+def test_batch_after_batch_on_one_analyzer_against_a_keep_alive_server(index_dir) -> None:
+    """Each analyze_many runs its own event loop; pooled keep-alive connections from the
+    first loop must not serve the second (it failed with 'RuntimeError' before)."""
+    with loopback_llm(Loopback()) as server:
+        analyzer = MotiveAnalyzer.from_settings(
+            index_dir=index_dir, backend="llm", openai_api_key="sk-test",
+            openai_base_url=server.base_url, model="gpt-4o-mini")
+        for _ in range(3):
+            outcomes = analyzer.analyze_many([COMPLAINT, COMPLAINT], concurrency=2)
+            assert all(o.result is not None for o in outcomes), [o.error for o in outcomes]
+        assert asyncio.run(analyzer.aanalyze(COMPLAINT)).meta.backend == "llm"
+        assert server.finished == 7
+
+
 def test_the_http_service_answers_a_filtered_complaint_with_422(index_dir) -> None:
     from fastapi.testclient import TestClient
 

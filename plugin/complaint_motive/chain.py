@@ -9,10 +9,12 @@ backoff shared by concurrent calls, the total deadline and the circuit breaker a
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -267,7 +269,6 @@ class LLMBackend:
     def __init__(self, settings: Settings, *, http_client: httpx.Client | None = None,
                  http_async_client: httpx.AsyncClient | None = None) -> None:
         import openai
-        from langchain_openai import ChatOpenAI
 
         if settings.model is None:
             raise ConfigurationError(
@@ -281,7 +282,7 @@ class LLMBackend:
             temperature = None  # o-series and gpt-5 reject it (400 unsupported_value)
         bound = {"max_completion_tokens": settings.max_tokens} \
             if settings.token_limit_field == "max_completion_tokens" else {}
-        self.llm = ChatOpenAI(
+        self._chat_options: dict[str, Any] = dict(
             model=settings.model, temperature=temperature,
             reasoning_effort=settings.reasoning_effort,
             # ChatOpenAI sends its own bound as max_completion_tokens, which many
@@ -297,16 +298,47 @@ class LLMBackend:
             openai_proxy=None,
             http_client=bound_requests(
                 http_client or openai.DefaultHttpxClient(proxy=os.environ.get("OPENAI_PROXY")),
-                settings.deadline),
-            http_async_client=bound_requests(
-                http_async_client or openai.DefaultAsyncHttpxClient(
-                    proxy=os.environ.get("OPENAI_PROXY")), settings.deadline), **bound)
+                settings.deadline), **bound)
+        self._given_async_client = http_async_client
+        self.llm = self._chat()
         self._structured: dict[StructuredOutputMethod, Any] = {}
+        # An async client's pooled connections belong to the event loop that opened them:
+        # each loop (every asyncio.run, so every analyze_many) gets its own client, or the
+        # second batch fails on the first batch's closed loop.
+        self._per_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, dict[StructuredOutputMethod, Any]]] = (
+                weakref.WeakKeyDictionary())
+        self._first_loop_served = False
         self.limits = CallLimits(
             max_retries=settings.max_retries, rate_limit_wait=settings.rate_limit_wait,
             breaker_failures=settings.breaker_failures,
             breaker_cooldown=settings.breaker_cooldown, describe=_backend_error)
         self.breaker: CircuitBreaker = self.limits.breaker
+
+    def _chat(self) -> Any:
+        """A ``ChatOpenAI`` with a fresh async client (the caller's, when one was given)."""
+        import openai
+        from langchain_openai import ChatOpenAI
+
+        async_client = self._given_async_client or openai.DefaultAsyncHttpxClient(
+            proxy=os.environ.get("OPENAI_PROXY"))
+        return ChatOpenAI(**self._chat_options, http_async_client=bound_requests(
+            async_client, self.settings.deadline))
+
+    def _arunnable(self, method: StructuredOutputMethod) -> Any:
+        """The structured-output runnable of ``method`` for the running event loop."""
+        if self._given_async_client is not None:
+            return self._runnable(method)
+        loop = asyncio.get_running_loop()
+        if loop not in self._per_loop:
+            # The first loop may use the client made with ``self.llm``; later loops never.
+            chat = self._chat() if self._first_loop_served else self.llm
+            self._first_loop_served = True
+            self._per_loop[loop] = (chat, {})
+        chat, runnables = self._per_loop[loop]
+        if method not in runnables:
+            runnables[method] = self._structure(chat, method)
+        return runnables[method]
 
     @property
     def _endpoint(self) -> tuple[str | None, str]:
@@ -333,13 +365,16 @@ class LLMBackend:
 
     def _runnable(self, method: StructuredOutputMethod) -> Any:
         if method not in self._structured:
-            # A dict schema, not the class: with the class, the openai client parses the
-            # answer itself and a malformed answer raises before we see its text or usage.
-            self._structured[method] = self.llm.with_structured_output(
-                bounded_schema() if method == "function_calling" else model_facing_schema(),
-                method=method, include_raw=True,
-                strict=None if method == "json_mode" else True)
+            self._structured[method] = self._structure(self.llm, method)
         return self._structured[method]
+
+    @staticmethod
+    def _structure(chat: Any, method: StructuredOutputMethod) -> Any:
+        # A dict schema, not the class: with the class, the openai client parses the answer
+        # itself and a malformed answer raises before we see its text or usage.
+        return chat.with_structured_output(
+            bounded_schema() if method == "function_calling" else model_facing_schema(),
+            method=method, include_raw=True, strict=None if method == "json_mode" else True)
 
     def _settle(self, error: ComplaintMotiveError) -> bool:
         """On a rejection of the method under ``auto``, move to the next one; True if
@@ -411,7 +446,7 @@ class LLMBackend:
                 async def send(request: list[BaseMessage] = request,
                                method: StructuredOutputMethod = method) -> dict[str, Any]:
                     try:
-                        return _settled(await self._runnable(method).ainvoke(
+                        return _settled(await self._arunnable(method).ainvoke(
                             request, config=config))
                     except Exception as error:  # cancellation is a BaseException
                         return _cut_off(error)
