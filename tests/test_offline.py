@@ -314,3 +314,12 @@ def test_the_sentence_encoder_option_adds_its_embedding_to_the_features(
     result = encoded.analyze(text)
     assert result.primary_motive.id == "compensation"
     assert result.meta.model == f"offline/{encoded.model.version}"
+
+
+def test_a_regulator_filing_is_a_complaint_made_whatever_its_wording(
+        offline: MotiveAnalyzer) -> None:
+    text = "The bank charged me an overdraft fee twice and I would like it reversed."
+    assert offline.analyze({"text": text, "channel": "regulator_filing"}).stage.id == \
+        "complaint"
+    with pytest.raises(InputError, match="channel must be one of"):
+        offline.analyze({"text": text, "channel": "carrier pigeon"})

@@ -328,8 +328,8 @@ def collect_signals(text: str, scores: tuple[list[Alternative], list[Alternative
                     neighbours: list[RetrievedExemplar], *,
                     unreadable: str | None = None, channel: str | None = None) -> Signals:
     taxonomy = load_taxonomy()
-    return Signals(unreadable=unreadable, channel=channel,
-        motives=scores[0], stages=scores[1],
+    return Signals(
+        motives=scores[0], stages=scores[1], unreadable=unreadable, channel=channel,
         motive_cues=find_cues(text, taxonomy.motives),
         stage_cues=find_cues(text, taxonomy.stages),
         risk_cues=find_cues(text, taxonomy.risk_signals),
