@@ -30,7 +30,7 @@ from sklearn.svm import LinearSVC
 
 from complaint_motive.embeddings import normalize
 from complaint_motive.exemplars import load_exemplars
-from complaint_motive.offline import cue_documents, find_cues
+from complaint_motive.offline import _classifier, _Features, cue_documents, find_cues
 from complaint_motive.taxonomy import load_taxonomy
 
 
@@ -39,9 +39,10 @@ def char(low: int, high: int) -> TfidfVectorizer:
                            preprocessor=normalize, sublinear_tf=True)
 
 
-def words() -> TfidfVectorizer:
-    return TfidfVectorizer(analyzer="word", ngram_range=(1, 2), preprocessor=normalize,
-                           token_pattern=r"(?u)\b[a-z][a-z']+\b", sublinear_tf=True, min_df=1)
+def shipped() -> list[TfidfVectorizer]:
+    """Fresh copies of the vectorizers the offline analyzer ships (char 1-3 + English
+    words 1-2), so every candidate built on them measures the real features."""
+    return _Features().parts
 
 
 class Features:
@@ -87,28 +88,31 @@ def candidates(embed: dict[str, np.ndarray] | None) -> dict[str, Candidate]:
 
     found: dict[str, Candidate] = {
         "char1-3 (v1 recipe)": lambda: (Features([char(1, 3)]), lr()),
-        "char1-3 + words1-2": lambda: (Features([char(1, 3), words()]), lr()),
-        "char1-3 + words1-2, balanced": lambda: (Features([char(1, 3), words()]), lr(True)),
-        "char2-4 + words1-2, balanced": lambda: (Features([char(2, 4), words()]), lr(True)),
-        "char1-3 + words1-2, balanced, C=3": lambda: (Features([char(1, 3), words()]),
+        "char1-3 + words1-2": lambda: (Features(shipped()), lr()),
+        "char1-3 + words1-2, balanced": lambda: (Features(shipped()), lr(True)),
+        "char2-4 + words1-2, balanced": lambda: (Features([char(2, 4), shipped()[1]]), lr(True)),
+        "char1-3 + words1-2, balanced, C=3": lambda: (Features(shipped()),
                                                       lr(True, 3.0)),
     }
     for c in (0.3, 1.0):
         found[f"char1-3 + words1-2 + cues, linear SVM C={c}, balanced"] = (
-            lambda c=c: (Features([char(1, 3), words()], cues=1.0),
+            lambda c=c: (Features(shipped(), cues=1.0),
                          LinearSVC(C=c, class_weight="balanced")))
-    for c in (0.1, 0.3, 1.0):
+    for c in (0.1, 1.0):
         found[f"char1-3 + words1-2, linear SVM C={c}, balanced"] = lambda c=c: (
-            Features([char(1, 3), words()]), LinearSVC(C=c, class_weight="balanced"))
+            Features(shipped()), LinearSVC(C=c, class_weight="balanced"))
+    # The recipe offline.py ships (C=0.3, temperature-calibrated; the same argmax).
+    found["char1-3 + words1-2, linear SVM C=0.3, balanced (shipped)"] = lambda: (
+        Features(shipped()), _classifier())
     for weight in (0.5, 1.0):
         found[f"char1-3 + words1-2 + cues x{weight}, balanced"] = (
-            lambda weight=weight: (Features([char(1, 3), words()], cues=weight), lr(True)))
+            lambda weight=weight: (Features(shipped(), cues=weight), lr(True)))
     if embed is not None:
         found["USE"] = lambda: (Features([], embed), lr(True))
         found["char1-3 + words1-2 + USE, balanced"] = lambda: (
-            Features([char(1, 3), words()], embed), lr(True))
+            Features(shipped(), embed), lr(True))
         found["char1-3 + words1-2 + USE, linear SVM C=0.3, balanced"] = lambda: (
-            Features([char(1, 3), words()], embed), LinearSVC(C=0.3, class_weight="balanced"))
+            Features(shipped(), embed), LinearSVC(C=0.3, class_weight="balanced"))
     return found
 
 
