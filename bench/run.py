@@ -355,14 +355,28 @@ def _abandoned_then_next(base_url: str, *, stream: bool) -> float:
     return time.perf_counter() - started
 
 
+def _fully_filled_answers(folder: Path, texts: list[str]) -> list[str]:
+    """What a model writes when it fills every field the way the offline analyzer does:
+    the answer before it was made lean (the taxonomy's handling steps and avoid list in
+    full), as JSON."""
+    from complaint_motive.offline import offline_answers
+
+    offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
+    ready = [offline._prepare(text, with_messages=False) for text in texts]
+    return [answer.model_dump_json() for answer in offline_answers(
+        [(p.complaint, p.signals, p.chunks) for p in ready], offline.model)]
+
+
 def bench_real_llm(folder: Path) -> None:
     """The real ChatOpenAI path against llama.cpp's server (llama-cpp-python) serving Gemma
-    3 270M on loopback (tests/llama_server.py), the llamacpp recipe, 20 evaluation
+    3 270M on loopback (tests/llama_server.py), the llamacpp recipe, 20 real-text evaluation
     complaints one at a time (``REAL_LLM_COMPLAINTS`` and ``REAL_LLM_MAX_TOKENS`` change the
     count and the bound; each complaint can take minutes on two busy cores): latency,
     tokens as the server counts them, first-try validity, repairs, re-asks, failures by
     kind. Then: does an abandoned request stop generating?"""
     from collections import Counter
+
+    import httpx
 
     from complaint_motive import ComplaintMotiveError
     from llama_server import MODEL_ALIAS, llama_server, unavailable
@@ -370,11 +384,13 @@ def bench_real_llm(folder: Path) -> None:
     if (reason := unavailable()) is not None:
         print(f"real_llm: skipped: {reason}", flush=True)
         return
-    items = read_labelled(EVAL)[0][:int(os.environ.get("REAL_LLM_COMPLAINTS", "20"))]
+    wanted = int(os.environ.get("REAL_LLM_COMPLAINTS", "20"))
+    every = read_labelled(REAL)[0]
+    items = every[::max(1, len(every) // wanted)][:wanted]  # spread: both languages, all motives
     with llama_server() as base_url:
         analyzer = MotiveAnalyzer.from_settings(
             index_dir=folder, provider="llamacpp", openai_base_url=base_url,
-            model=MODEL_ALIAS, timeout=1800, deadline=3600, max_retries=0,
+            model=MODEL_ALIAS, temperature=0, timeout=1800, deadline=3600, max_retries=0,
             max_tokens=int(os.environ.get("REAL_LLM_MAX_TOKENS", "800")))
         analyzer.warm_up()
         latencies, prompt, completion, attempts = [], [], [], []
@@ -412,6 +428,12 @@ def bench_real_llm(folder: Path) -> None:
         emit("real_llm.results", len(items) - sum(failures.values()), f"of {len(items)}")
         for kind, count in sorted(failures.items()):
             emit(f"real_llm.failed.{kind}", count, f"of {len(items)}")
+        # Before the lean answer, in the server's own tokenizer: the same complaints' answers
+        # filled in full.
+        full = [httpx.post(f"{base_url.removesuffix('/v1')}/extras/tokenize/count",
+                           json={"input": answer}, timeout=60).json()["count"]
+                for answer in _fully_filled_answers(folder, [item.text for item in items])]
+        emit("real_llm.full_answer_tokens_p50_before_lean", statistics.median(full), "tokens")
         for stream in (False, True):
             waited = _abandoned_then_next(base_url, stream=stream)
             emit(f"real_llm.next_request_wait_after_abandoned_"
@@ -520,14 +542,7 @@ def bench_prompt(folder: Path) -> None:
             emit(f"prompt.{method}.{name}_tokens_p50",
                  statistics.median(map(count, prompts)), "tokens")
             emit(f"prompt.{method}.shared_prefix_{name}_tokens", count(shared), "tokens")
-    # What a model writes when it fills every field the way the offline analyzer does
-    # (before the lean answer: the taxonomy's handling steps and avoid list in full).
-    from complaint_motive.offline import offline_answers
-
-    offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
-    ready = [offline._prepare(item.text, with_messages=False) for item in items[:20]]
-    filled = [answer.model_dump_json() for answer in offline_answers(
-        [(p.complaint, p.signals, p.chunks) for p in ready], offline.model)]
+    filled = _fully_filled_answers(folder, [item.text for item in items[:20]])
     emit("completion.offline_filled_answer.chars_p50", statistics.median(map(len, filled)),
          "chars")
     for name, count in counters.items():

@@ -87,6 +87,8 @@ def serving(handler: Callable[[httpx.Request], httpx.Response]) -> Iterator[str]
     code that builds its own clients (the command line)."""
 
     class Adapter(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
         def log_message(self, *args: object) -> None:
             pass
 

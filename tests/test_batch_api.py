@@ -11,6 +11,7 @@ import pytest
 
 from complaint_motive import MotiveAnalyzer
 from complaint_motive.batch_api import BatchRun
+from loopback_llm import serving
 from scripted_batches import ScriptedBatches
 from scripted_llm import ScriptedEndpoint, error, good_answer
 
@@ -157,3 +158,18 @@ def test_command_line_analyze_and_eval_through_the_batch_api(index_dir, tmp_path
     assert metrics["n"] == 4 and metrics["errors"] == 0
     assert (tmp_path / "report" / "batch-state.json").exists()
     assert len(service.batches) == 2 and service.batch_answered == 6  # 3 + 3, rest synchronous
+
+
+def test_a_batch_run_after_analyze_many_on_one_analyzer_over_keep_alive(index_dir,
+                                                                        tmp_path) -> None:
+    """analyze_many runs, and closes, its own event loop; the Batch API run that follows on
+    the same analyzer must not reach the service through that loop's pooled connections."""
+    service = ScriptedBatches()
+    with serving(service.handler) as base_url:
+        analyzer = MotiveAnalyzer.from_settings(
+            index_dir=index_dir, backend="llm", openai_api_key="sk-test", max_retries=0,
+            openai_base_url=base_url, model="gpt-4o-mini")
+        assert all(o.ok for o in analyzer.analyze_many([i["text"] for i in ITEMS[:2]]))
+        outcomes = _run(analyzer, tmp_path / "state.json", items=ITEMS[:3])
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+        assert service.uploads == 1 and service.batch_answered == 3

@@ -48,7 +48,7 @@ def _fresh_endpoint() -> dict[str, str]:
 
 def test_every_call_carries_the_output_bound_and_no_unset_temperature(index_dir) -> None:
     endpoint = ScriptedEndpoint()
-    _analyzer(index_dir, endpoint, temperature=None).analyze(COMPLAINT)
+    _analyzer(index_dir, endpoint).analyze(COMPLAINT)
     body = endpoint.requests[0].body
     assert body["max_tokens"] == 800
     assert "max_completion_tokens" not in body
@@ -245,7 +245,7 @@ def test_the_llamacpp_recipe_against_an_endpoint_shaped_like_llamacpp(index_dir)
     result = _analyzer(index_dir, endpoint, provider="llamacpp").analyze(COMPLAINT)
     body = endpoint.requests[0].body
     assert result.meta.backend == "llm" and result.meta.cost_usd is None
-    assert body["tools"] and body["max_tokens"] == 800 and body["temperature"] == 0.0
+    assert body["tools"] and body["max_tokens"] == 800 and "temperature" not in body
     assert len(endpoint.requests) == 1
 
 

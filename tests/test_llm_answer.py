@@ -89,9 +89,12 @@ def test_cited_ids_lose_their_brackets_and_spaces() -> None:
      lambda r, s: [e.quote for e in r.stage.evidence] == ["手续费也扣了"]),
     (answer(specific_steps=["核实扣款", "联系银行", "回电客户"]), "specific_steps",
      lambda r, s: r.handling.steps[-2:] == ["核实扣款", "联系银行"]),
+    (answer(primary_confidence=85), "primary_confidence",  # as Gemma 3 270M wrote one
+     lambda r, s: r.primary_motive.confidence == 0.85),
 ], ids=["secondary-repeats-primary", "three-secondaries", "unknown-secondary",
         "invented-citation-beside-valid", "bracketed-id", "curly-quotes-traditional",
-        "ellipsis", "unmatched-quote-beside-valid", "three-specific-steps"])
+        "ellipsis", "unmatched-quote-beside-valid", "three-specific-steps",
+        "confidence-as-percentage"])
 def test_what_can_be_repaired_is_repaired_without_a_reask(
         index_dir, step, field: str, check) -> None:
     endpoint = ScriptedEndpoint(steps=[step])
@@ -187,17 +190,17 @@ def test_a_thinking_models_reasoning_does_not_go_back(index_dir) -> None:
     assert json.loads(shown["content"])["citations"] == ["made-up#section"]
 
 
-def test_with_function_calling_the_problems_answer_the_tool_call(index_dir) -> None:
+def test_with_function_calling_the_rejected_call_goes_back_as_text(index_dir) -> None:
+    # As text, not as a tool call answered by a tool message: llama.cpp's server refuses an
+    # assistant turn whose content is null, and its Gemma format drops tool messages.
     endpoint = ScriptedEndpoint(steps=[answer(citations=["made-up#section"])])
     _analyzer(index_dir, endpoint, structured_output="function_calling").analyze(COMPLAINT)
 
-    call, problems = endpoint.requests[1].body["messages"][-2:]
-    assert call["role"] == "assistant"
-    arguments = json.loads(call["tool_calls"][0]["function"]["arguments"])
-    assert arguments["citations"] == ["made-up#section"]
-    assert problems["role"] == "tool"
-    assert problems["tool_call_id"] == call["tool_calls"][0]["id"]
-    assert "could not be accepted" in problems["content"]
+    shown, problems = endpoint.requests[1].body["messages"][-2:]
+    assert shown["role"] == "assistant" and "tool_calls" not in shown
+    assert json.loads(shown["content"])["citations"] == ["made-up#section"]
+    assert problems["role"] == "user" and "could not be accepted" in problems["content"]
+    assert endpoint.requests[1].body["tool_choice"]["function"]["name"]
 
 
 def test_at_most_one_reask(index_dir) -> None:

@@ -42,10 +42,11 @@ def real_llm() -> Iterator[str]:
 def _analyzer(index_dir: Path, base_url: str, **settings: object) -> MotiveAnalyzer:
     return MotiveAnalyzer.from_settings(**{
         "index_dir": index_dir, "provider": "llamacpp", "openai_base_url": base_url,
-        "model": MODEL_ALIAS, "timeout": 600, "deadline": 900, "max_retries": 0,
-        # The 270M model writes a few tokens a second at best under a grammar (its 262k
-        # vocabulary is what the grammar is checked against): a short bound keeps the suite
-        # quick; the answer is then cut off, which is one of the typed outcomes asserted.
+        "model": MODEL_ALIAS, "temperature": 0, "timeout": 600, "deadline": 900,
+        "max_retries": 0,
+        # A short bound keeps the suite quick (the grammar is checked against the model's
+        # 262k-token vocabulary at every step); the answer is then cut off, which is one of
+        # the typed outcomes asserted. The last test gives room for a whole answer.
         "max_tokens": 48, "reask": 0, "top_k": 2, "exemplars_k": 1, **settings})
 
 
@@ -91,3 +92,20 @@ def test_auto_settles_on_function_calling_and_its_answer_parses(index_dir, real_
     # The grammar holds the model to JSON: the answer parsed, or ran into the bound.
     problems = (outcome.error or {}).get("details", {}).get("problems", [])
     assert not any("not valid JSON" in p for p in problems), problems
+
+
+def test_a_whole_answer_parses_is_validated_and_the_reask_is_accepted(index_dir,
+                                                                       real_llm) -> None:
+    # Room for the whole lean answer (about 360 tokens from this model) and one re-ask,
+    # which goes back as text: this server answered 500 to the tool-call form of it.
+    analyzer = _analyzer(index_dir, real_llm, structured_output="function_calling",
+                         max_tokens=420, reask=1)
+    outcome = analyzer.analyze_many(COMPLAINTS[1:], concurrency=1)[0]
+
+    _assert_result_or_typed_error(outcome)
+    if outcome.error is not None:
+        details = outcome.error["details"]
+        assert outcome.error["kind"] == "validation" and details["attempts"] == 2
+        # What is left is about the content: every attempt parsed and none was cut off.
+        assert not any("JSON" in p or "cut off" in p for p in details["problems"])
+        assert details["usage"]["output_tokens"] > 2 * 100

@@ -44,8 +44,10 @@ def _openai_reasoning(body, seen):
 ])
 def test_reasoning_models_get_no_temperature_they_reject(index_dir, model, effort,
                                                           sends_temperature) -> None:
+    # A caller who asks for repeatable runs: the temperature goes only where it is accepted.
     endpoint = ScriptedEndpoint(default=_openai_reasoning)
-    analyzer = _analyzer(index_dir, endpoint, model=model, reasoning_effort=effort)
+    analyzer = _analyzer(index_dir, endpoint, model=model, reasoning_effort=effort,
+                         temperature=0)
     assert analyzer.analyze(COMPLAINT).meta.backend == "llm"
     sent = endpoint.requests[0].body
     assert ("temperature" in sent) == sends_temperature

@@ -53,7 +53,12 @@ class BatchRun:
         self.analyzer, self.llm = analyzer, analyzer.llm
         self.state_path, self.poll_interval = state_path, poll_interval
         self.progress_bar = progress_bar
-        self.client = self.llm.llm.root_async_client
+
+    @property
+    def client(self) -> Any:
+        """The files and batches client of the running event loop: pooled connections of a
+        loop that has closed (an earlier ``analyze_many``) cannot serve this one."""
+        return self.llm.async_openai_client()
 
     # -- the request file ------------------------------------------------------------------
 

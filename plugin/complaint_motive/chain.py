@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import os
 import threading
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
@@ -143,12 +144,18 @@ def _backend_error(error: Exception) -> BackendError | ConfigurationError:
 
 
 def _shown_back(raw: Any) -> list[BaseMessage]:
-    """The model's rejected answer as it goes back in the re-ask: the assistant's turn it
-    wrote (a tool call stays a tool call) and the turn that carries the problems is added
-    by the caller. Nothing when there is no answer to show (empty, a refusal)."""
+    """The model's rejected answer as it goes back in the re-ask: the assistant's turn, as
+    text, and the turn that carries the problems is added by the caller. Nothing when there
+    is no answer to show (empty, a refusal).
+
+    A tool call goes back as its arguments' JSON, not as a tool call answered by a tool
+    message: llama.cpp's server refuses an assistant turn without text (LangChain sends
+    ``content: null`` beside tool calls) and chat formats without a tool role drop the tool
+    message, so the model would never see the problems. Text is read by every provider."""
     tool_calls = getattr(raw, "tool_calls", None) or []
     if tool_calls:
-        return [AIMessage(content="", tool_calls=tool_calls[:1])]
+        return [AIMessage(content=json.dumps(tool_calls[0].get("args") or {},
+                                             ensure_ascii=False))]
     broken = getattr(raw, "invalid_tool_calls", None) or []
     content = broken[0].get("args") if broken else getattr(raw, "content", None)
     if not isinstance(content, str):
@@ -184,13 +191,7 @@ class _Exchange:
         self.attempts += 1
         if not self.problems:
             return self.messages
-        problems = reask_text(self.problems)
-        shown = self.rejected
-        if shown and isinstance(shown[-1], AIMessage) and shown[-1].tool_calls:
-            # A tool call must be answered by its tool result: the problems go there.
-            call_id = shown[-1].tool_calls[0].get("id") or "call"
-            return [*self.messages, *shown, ToolMessage(problems, tool_call_id=call_id)]
-        return [*self.messages, *shown, HumanMessage(problems)]
+        return [*self.messages, *self.rejected, HumanMessage(reask_text(self.problems))]
 
     def truncated(self, usage: Usage) -> None:
         """The answer stopped at the output bound: count its tokens, ask for a shorter one."""
@@ -325,17 +326,28 @@ class LLMBackend:
         return ChatOpenAI(**self._chat_options, http_async_client=bound_requests(
             async_client, self.settings.deadline))
 
-    def _arunnable(self, method: StructuredOutputMethod) -> Any:
-        """The structured-output runnable of ``method`` for the running event loop."""
-        if self._given_async_client is not None:
-            return self._runnable(method)
+    def _loop_chat(self) -> tuple[Any, dict[StructuredOutputMethod, Any]]:
+        """The ``ChatOpenAI`` of the running event loop, and its structured runnables."""
         loop = asyncio.get_running_loop()
         if loop not in self._per_loop:
             # The first loop may use the client made with ``self.llm``; later loops never.
             chat = self._chat() if self._first_loop_served else self.llm
             self._first_loop_served = True
             self._per_loop[loop] = (chat, {})
-        chat, runnables = self._per_loop[loop]
+        return self._per_loop[loop]
+
+    def async_openai_client(self) -> Any:
+        """The ``openai.AsyncOpenAI`` client for the running event loop (the Batch API's
+        files and batches calls)."""
+        if self._given_async_client is not None:
+            return self.llm.root_async_client
+        return self._loop_chat()[0].root_async_client
+
+    def _arunnable(self, method: StructuredOutputMethod) -> Any:
+        """The structured-output runnable of ``method`` for the running event loop."""
+        if self._given_async_client is not None:
+            return self._runnable(method)
+        chat, runnables = self._loop_chat()
         if method not in runnables:
             runnables[method] = self._structure(chat, method)
         return runnables[method]

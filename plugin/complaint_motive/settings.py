@@ -72,8 +72,9 @@ class Settings(BaseSettings):
         "json_schema", description="json_schema (OpenAI, vLLM, Ollama), function_calling "
         "(Azure, Qwen, llama.cpp), json_mode (DeepSeek); auto tries them in that order "
         "once per process")
-    temperature: float | None = Field(0.0, description="None: not sent (the model's own "
-                                      "default); never sent to models that reject it")
+    temperature: float | None = Field(None, description="unset: not sent (the model's own "
+                                      "default); never sent to models that reject it; 0 "
+                                      "for repeatable runs")
     max_tokens: int = Field(800, ge=1, description="the output bound sent with every call")
     token_limit_param: TokenLimitParam = Field(
         "auto", description="the request field that carries max_tokens; auto: "

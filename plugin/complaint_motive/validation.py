@@ -262,8 +262,12 @@ def check_answer(answer: ModelAnswer, complaint: str, retrieved: Collection[str]
     ``injection`` is what the library's detector found in the complaint, ``risk_cues`` and
     ``source_cues`` the flags and sources whose cue phrases occur in it."""
     checked = Checked(answer)
+    confidences = {}
     for name in ("primary_confidence", "stage_confidence"):
         value = getattr(answer, name)
+        if 1.0 < value <= 100.0:  # a percentage, as a real small model wrote it
+            confidences[name] = value = value / 100
+            checked.repairs.append(f"{name}: read {value * 100:g} as a percentage")
         if not 0.0 <= value <= 1.0:
             checked.problems.append(f"{name} must be between 0 and 1, not {value}")
     primary_evidence = _repair_evidence(answer.primary_evidence, complaint,
@@ -290,7 +294,7 @@ def check_answer(answer: ModelAnswer, complaint: str, retrieved: Collection[str]
     evidenced = answer.model_copy(update={"primary_evidence": primary_evidence,
                                           "stage_evidence": stage_evidence})
     checked.answer = ModelAnswer.model_validate({
-        **answer.model_dump(), "primary_evidence": primary_evidence,
+        **answer.model_dump(), **confidences, "primary_evidence": primary_evidence,
         "stage_evidence": stage_evidence, "secondary_motives": secondary,
         "specific_steps": steps, "citations": citations,
         "risk_flags": _bounded_flags(evidenced, list(injection), risk_cues, checked),
