@@ -28,6 +28,10 @@ MODEL_ALIAS = "gemma-3-270m"
 N_CTX = 8192
 
 
+#: Gemma's chat template, system message included (see ``_register_chat_format``).
+CHAT_FORMAT = "gemma-system"
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "complaint-motive" / "models"
@@ -74,8 +78,9 @@ def llama_server(*, ready_within: float = 300.0) -> Iterator[str]:
     """Start ``python -m llama_cpp.server`` on a free loopback port; yield its base URL
     (``http://127.0.0.1:PORT/v1``) once it answers; stop it on exit.
 
-    - ``chat_format gemma``: the GGUF carries no chat template (a base model), so the server
-      must be told. That format drops the system message (Gemma has no system role).
+    - ``chat_format gemma-system`` (registered below): the GGUF carries no chat template, so
+      the server must be told one; llama-cpp-python's own ``gemma`` format drops the system
+      message, where Gemma's template puts it at the head of the first user turn.
     - ``interrupt_requests false``: by default a waiting request ends a streamed one early.
     - one thread: this build's OpenMP threads spin at every step, so on two cores shared
       with the test process and anything else, two threads were several times slower
@@ -84,9 +89,9 @@ def llama_server(*, ready_within: float = 300.0) -> Iterator[str]:
     """
     port = _free_port()
     log_path = Path(tempfile.mkdtemp(prefix="llama-server-")) / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
+    command = [sys.executable, __file__, "--model", str(model_path()),
                "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", str(N_CTX), "--chat_format", "gemma", "--n_threads", "1",
+               "--n_ctx", str(N_CTX), "--chat_format", CHAT_FORMAT, "--n_threads", "1",
                "--n_threads_batch", "1",
                "--interrupt_requests", "false", "--verbose", "false"]
     with log_path.open("wb") as log:
@@ -114,3 +119,32 @@ def llama_server(*, ready_within: float = 300.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _register_chat_format() -> None:
+    """Gemma's template as its model card gives it: no system role, so the system message
+    opens the first user turn; the assistant is ``model``."""
+    from llama_cpp.llama_chat_format import ChatFormatterResponse, register_chat_format
+
+    @register_chat_format(CHAT_FORMAT)
+    def gemma_with_system(messages: list[dict], **_: object) -> ChatFormatterResponse:
+        system = "\n\n".join(m["content"] for m in messages
+                              if m["role"] == "system" and m.get("content"))
+        turns = []
+        for message in messages:
+            if message["role"] == "system":
+                continue
+            role = "model" if message["role"] == "assistant" else "user"
+            content = message.get("content") or ""
+            if system and role == "user":
+                content, system = f"{system}\n\n{content}", ""
+            turns.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
+        return ChatFormatterResponse(prompt="".join(turns) + "<start_of_turn>model\n",
+                                     stop="<end_of_turn>")
+
+
+if __name__ == "__main__":  # the server process: llama_cpp.server with our chat format
+    _register_chat_format()
+    from llama_cpp.server.__main__ import main
+
+    main()
