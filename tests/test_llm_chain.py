@@ -134,7 +134,7 @@ def test_auth_failure_is_a_configuration_error(llm_analyzer, endpoint) -> None:
     answer(primary_evidence=["这句话不在投诉里"]),
     answer(citations=["made-up#section"]),
     answer(reply="我们将赔偿您10000元。"),
-    answer(primary_confidence=7),
+    answer(primary_confidence=170),  # not even a percentage (85 is read as one)
 ], ids=["broken-json", "empty", "unknown-label", "invented-quote", "invented-citation",
         "promise", "confidence-range"])
 def test_invalid_answer_is_reasked_once_with_the_problem(
