@@ -144,9 +144,9 @@ class StageCall(LabelCall):
     handling: str = ""
 
 
+# A taxonomy label by id with its names: a secondary motive, a need, a source … (no
+# docstring: it would become a description in the published JSON schema).
 class NamedLabel(BaseModel):
-    """A taxonomy label by id with its names: a secondary motive, a need, a source …"""
-
     id: str
     zh: str
     en: str
