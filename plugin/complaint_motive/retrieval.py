@@ -17,8 +17,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from .corpus import Chunk
-from .index import KnowledgeIndex, RetrievedExemplar
+from .index import KnowledgeIndex, RetrievedChunk, RetrievedExemplar
 from .taxonomy import load_taxonomy
 
 
@@ -31,12 +30,12 @@ def motive_votes(neighbours: Sequence[RetrievedExemplar]) -> list[tuple[str, flo
     return sorted(((m, w / total) for m, w in votes.items()), key=lambda pair: -pair[1])
 
 
-def steer(candidates: Sequence[Chunk], k: int, motives: Sequence[str],
-          ) -> list[Chunk]:
+def steer(candidates: Sequence[RetrievedChunk], k: int, motives: Sequence[str],
+          ) -> list[RetrievedChunk]:
     """Pick ``k`` chunks from ``candidates`` (best first): half the slots for chunks about
     ``motives`` (split between them, in order), the rest for the best of the others."""
     favoured_slots = max(1, k // 2) if motives else 0
-    chosen: dict[str, Chunk] = {}
+    chosen: dict[str, RetrievedChunk] = {}
     for rank, motive in enumerate(motives):
         quota = (favoured_slots - len(chosen) if rank == len(motives) - 1
                  else max(1, favoured_slots // len(motives)))
@@ -57,7 +56,7 @@ def candidate_pool(index: KnowledgeIndex, k: int) -> int:
 def retrieve_guidance(index: KnowledgeIndex, text: str, k: int = 4, *,
                       neighbours: Sequence[RetrievedExemplar] | None = None,
                       motives: Sequence[str] = (), hint_motives: int = 2,
-                      ) -> list[Chunk]:
+                      ) -> list[RetrievedChunk]:
     """The ``k`` guidance chunks for ``text``.
 
     ``motives`` pins the motives to favour (e.g. an analyzer's prediction); otherwise the
