@@ -1,7 +1,9 @@
 """The canonical labels, loaded once from ``corpus/taxonomy.yaml`` into typed objects.
 
 The label enums used by the output schema (``MotiveId``, ``StageId`` …) are built here from
-the same file, so a label exists in exactly one place.
+the same file, so a label exists in exactly one place. So are the rules about labels: which
+handling principles apply when, the risk floor of a stage or motive (``min_risk``), and the
+ids the code falls back on (``defaults``); every id a rule names is checked at load.
 
 >>> from complaint_motive.taxonomy import load_taxonomy
 >>> load_taxonomy().motive("venting").zh
