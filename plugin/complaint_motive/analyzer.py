@@ -18,7 +18,7 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel
@@ -28,19 +28,20 @@ from .guards import injection_phrases, redact
 from .inputs import ComplaintInput, to_input
 from .schema import Meta, ModelAnswer, MotiveAnalysis, Usage
 from .settings import Settings, load_settings
+from .vocab import BackendName, Fallback
 
 if TYPE_CHECKING:
     import httpx
     from langchain_core.messages import BaseMessage
 
     from .chain import LLMBackend
-    from .index import KnowledgeIndex, RetrievedChunk
+    from .corpus import Chunk
+    from .index import KnowledgeIndex
     from .offline import MotiveModel, Signals
     from .validation import Checked
 
 log = logging.getLogger(__name__)
 
-Fallback = Literal["none", "offline"]
 #: Inputs prepared together by the offline batch path (the LLM path uses its concurrency).
 _BLOCK = 64
 
@@ -62,7 +63,7 @@ class Outcome(BaseModel):
 class _Prepared:
     complaint: ComplaintInput
     signals: Signals
-    chunks: list[RetrievedChunk]
+    chunks: list[Chunk]
     messages: list[BaseMessage] | None
     injection: list[str]
     redactions: int
@@ -78,7 +79,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         from .index import KnowledgeIndex
 
         self.settings = settings
-        self.backend: Literal["llm", "offline"] = settings.resolved_backend()
+        self.backend: BackendName = settings.resolved_backend()
         self.index = index or KnowledgeIndex.from_settings(settings)
         if self.backend == "llm" and llm is None:
             from .chain import LLMBackend
@@ -236,7 +237,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                             warnings=warnings)
 
     def _finish(self, prepared: _Prepared, checked: Checked, *,
-                backend: Literal["llm", "offline"], usage: Usage, attempts: int,
+                backend: BackendName, usage: Usage, attempts: int,
                 degraded_reason: str | None = None,
                 warnings: list[str] | None = None) -> MotiveAnalysis:
         from .enrich import build_analysis

@@ -27,7 +27,10 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
 from .errors import ComplaintMotiveError, ConfigurationError
+from .readers import read_jsonl
 
 if TYPE_CHECKING:
     from .analyzer import MotiveAnalyzer, Outcome, _Prepared
@@ -40,6 +43,16 @@ ENDPOINT = "/v1/chat/completions"
 MAX_REQUESTS, MAX_BYTES = 50_000, 200 * 1024 * 1024
 #: Statuses after which a batch changes no more (openai ``Batch.status``).
 FINAL = ("completed", "failed", "expired", "cancelled")
+
+
+class _OutputLine(BaseModel):
+    """A line of a batch's output or error file (read as the provider wrote it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    custom_id: Any = None
+    response: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
 
 
 class BatchRun:
@@ -178,10 +191,11 @@ class BatchRun:
             if not file_id:
                 continue
             content = await self.client.files.content(file_id)
-            for raw in content.text.splitlines():
-                if not raw.strip():
+            for read in read_jsonl(content.content, _OutputLine):
+                if read.item is None:  # that complaint is asked synchronously
+                    log.warning("batch output file, %s: %s", read.where, read.problem)
                     continue
-                record = json.loads(raw)
+                record = read.item.model_dump()
                 response = record.get("response") or {}
                 custom_id = str(record.get("custom_id"))
                 if response.get("status_code") == 200 and record.get("error") is None:

@@ -377,13 +377,19 @@ class _BatchSink:
             if complete != data:
                 path.write_bytes(complete)
             return [r.get("id") for r in rows]
+        from pydantic import BaseModel
+
+        from .readers import read_jsonl
+
+        class ResultLine(BaseModel):
+            id: Any  # required: every output line names its input's id (None for a blank)
+
         ids: list[str | None] = []
-        for number, line in enumerate(complete.splitlines(), start=1):
-            try:
-                ids.append(json.loads(line)["id"])
-            except (ValueError, KeyError, TypeError):
-                raise InputError(f"{path}: line {number} is not a result line; fix it or "
-                                 "use --overwrite") from None
+        for read in read_jsonl(complete, ResultLine):
+            if read.item is None:
+                raise InputError(f"{path}: line {read.line} is not a result line; fix it or "
+                                 "use --overwrite")
+            ids.append(read.item.id)
         if complete != data:
             path.write_bytes(complete)  # so the next line starts on its own
         return ids

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .resources import corpus_dir, fingerprint
 from .taxonomy import Taxonomy, load_taxonomy
@@ -49,19 +49,27 @@ class GuidanceDocument(BaseModel):
 
 
 class Chunk(BaseModel):
-    """One retrievable piece of guidance with everything the index stores about it."""
+    """One piece of guidance: as the corpus splits it, as the index stores it, and as a
+    search returns it (then with its ``score``; the ``search --format json`` row)."""
 
     model_config = ConfigDict(frozen=True)
 
     chunk_id: str
-    document: str
+    score: float = Field(0.0, description="similarity to the text it was retrieved for; 0 "
+                         "until retrieved")
+    text: str
+    source: str
+    """The seed file the guidance comes from."""
     title: str
-    source_file: str
     section: str
     ref: str
-    text: str
     motives: tuple[str, ...]
     stages: tuple[str, ...]
+
+    @property
+    def document(self) -> str:
+        """The guidance document's id (the part of ``ref`` before ``#``)."""
+        return self.ref.partition("#")[0]
 
 
 def parse_document(path: Path) -> GuidanceDocument:
@@ -137,7 +145,7 @@ def chunk_guidance(documents: tuple[GuidanceDocument, ...] | None = None,
             for n, piece in enumerate(pieces, start=1):
                 chunks.append(Chunk(
                     chunk_id=section.ref if len(pieces) == 1 else f"{section.ref}/{n}",
-                    document=doc.id, title=doc.title, source_file=doc.source_file,
+                    title=doc.title, source=doc.source_file,
                     section=" > ".join(section.path[1:]) or doc.title, ref=section.ref,
                     text=piece.strip(), motives=motives, stages=stages))
     return chunks

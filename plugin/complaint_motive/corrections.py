@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .exemplars import LabelledComplaint, read_labelled
 from .guards import redact
+from .readers import read_jsonl
 from .schema import MotiveAnalysis
-from .taxonomy import PrimaryMotiveId, StageId
+from .taxonomy import PrimaryMotiveId, StageId, load_taxonomy
 
 
 class Correction(BaseModel):
@@ -48,8 +49,8 @@ def record_correction(result: MotiveAnalysis, *, text: str, motive: str | None =
             predicted_motive=result.primary_motive.id, predicted_stage=predicted_stage,
             motive=motive or result.primary_motive.id,
             # what is not a complaint has no stage (docs/labelling.md)
-            stage=None if (motive or result.primary_motive.id) == "not_a_complaint"
-            else stage or predicted_stage,
+            stage=stage or predicted_stage
+            if load_taxonomy().has_stage(motive or result.primary_motive.id) else None,
             note=note, backend=result.meta.backend, reviewed=reviewed)
     except ValueError as error:
         raise InputError(f"not a taxonomy label: {error.errors()[0]['input']!r}"  # type: ignore[attr-defined]
@@ -68,14 +69,11 @@ def read_corrections(path: Path) -> list[Correction]:
     if not path.exists():
         return []
     corrections = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            corrections.append(Correction.model_validate_json(line))
-        except ValueError:  # its message would quote the line
-            raise InputError(f"{path}: line {number} is not a correction; fix it and "
-                             "import again") from None
+    for read in read_jsonl(path, Correction):
+        if read.item is None:
+            raise InputError(f"{read.where} is not a correction ({read.problem}); fix it "
+                             "and import again")
+        corrections.append(read.item)
     return corrections
 
 

@@ -13,7 +13,6 @@ from .schema import (
     Citation,
     Evidence,
     Handling,
-    Level,
     Meta,
     ModelAnswer,
     MotiveAnalysis,
@@ -22,19 +21,16 @@ from .schema import (
     PrimaryMotive,
     Reply,
     Risk,
-    SecondaryMotive,
     StageCall,
 )
 from .taxonomy import Label, load_taxonomy
+from .vocab import Level, level_of_rank, level_rank
 
 if TYPE_CHECKING:
-    from .index import RetrievedChunk
+    from .corpus import Chunk
     from .inputs import ComplaintInput
     from .offline import Signals
     from .settings import Settings
-
-_SEVERITY: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
-_LEVELS: tuple[Level, ...] = ("low", "medium", "high")
 
 
 def confidence_level(*, score: float, agreement: float, evidence: bool,
@@ -56,32 +52,15 @@ def confidence_level(*, score: float, agreement: float, evidence: bool,
 
 def lowered(level: Level) -> Level:
     """One level down: for a label whose evidence a repair had to drop."""
-    return _LEVELS[max(0, _LEVELS.index(level) - 1)]
+    return level_of_rank(level_rank(level) - 1)
 
 
 def _named(label: Label) -> NamedLabel:
     return NamedLabel(id=label.id, zh=label.zh, en=label.en)
 
 
-def _principles(answer: ModelAnswer, risk_level: Level) -> list[NamedLabel]:
-    """Which handling principles apply: listening, apology and follow-up always; the others
-    by what the complaint shows."""
-    wanted = ["listen", "apologize"]
-    if answer.leading_need == "emotional":
-        wanted.append("feelings_first")
-    if answer.stage in ("latent_complaint", "complaint"):
-        wanted.append("respond_fast")
-    if answer.primary_motive in ("compensation", "information", "recognition"):
-        wanted.append("solve")
-    if risk_level == "high" or answer.primary_motive in ("revenge", "leverage"):
-        wanted.append("calm_isolate_neutral")
-    wanted.append("follow_up")
-    by_id = {p.id: p for p in load_taxonomy().principles}
-    return [_named(by_id[p]) for p in wanted]
-
-
 def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: Signals,
-                   chunks: list[RetrievedChunk], meta: Meta, settings: Settings,
+                   chunks: list[Chunk], meta: Meta, settings: Settings,
                    injection: list[str], weakened: Collection[str] = ()) -> MotiveAnalysis:
     """The public result for a validated ``answer``. ``weakened`` names the labels
     ("primary", "stage") whose evidence validation dropped: their level is one lower."""
@@ -106,23 +85,20 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
     if "stage" in weakened:
         stage_level = lowered(stage_level)
     real = taxonomy.is_motive(motive_id)
-    motive_label: Label = (taxonomy.motive(motive_id) if real else
-                           next(a for a in taxonomy.abstentions if a.id == motive_id))
+    motive_label = taxonomy.primary_label(motive_id)
     stage_label = taxonomy.stage(stage_id)
 
     flags = list(dict.fromkeys(f.value for f in answer.risk_flags))
     risk_evidence = {flag: quotes for flag, quotes in signals.risk_cues.items() if flag in flags}
     if injection:
-        flags.append("injection_attempt")
-        risk_evidence["injection_attempt"] = injection[:3]
+        flags.append(taxonomy.defaults.injection_flag)
+        risk_evidence[taxonomy.defaults.injection_flag] = injection[:3]
     for signal in taxonomy.risk_signals:  # a motive that is a risk however it is worded
         if motive_id in signal.implied_by and signal.id not in flags:
             flags.append(signal.id)
             risk_evidence[signal.id] = answer.primary_evidence[:3]
-    severity = max((_SEVERITY[taxonomy.risk_signal(f).severity] for f in flags), default=0)
-    if stage_id == "complaint" or motive_id in ("revenge", "leverage"):
-        severity = max(severity, 1)
-    risk_level = _LEVELS[severity]
+    risk_level = max([taxonomy.risk_floor(motive_id, stage_id),
+                      *(taxonomy.risk_signal(f).severity for f in flags)], key=level_rank)
 
     by_id = {c.chunk_id: c for c in chunks}
     language = complaint.language
@@ -136,10 +112,8 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
             alternatives=[a for a in signals.motives if a.id != motive_id][:3],
             frameworks=list(taxonomy.motive(motive_id).frameworks) if real else [],
             handling=list(taxonomy.motive(motive_id).handling[language]) if real else []),
-        secondary_motives=[SecondaryMotive(id=m.value, zh=taxonomy.motive(m.value).zh,
-                                           en=taxonomy.motive(m.value).en)
-                           for m in answer.secondary_motives],
-        stage=None if motive_id == "not_a_complaint" else StageCall(
+        secondary_motives=[_named(taxonomy.motive(m.value)) for m in answer.secondary_motives],
+        stage=None if not taxonomy.has_stage(motive_id) else StageCall(
             id=stage_id, zh=stage_label.zh, en=stage_label.en,
             confidence=answer.stage_confidence, level=stage_level,
             action=settings.actions[stage_level], evidence=evidence(answer.stage_evidence),
@@ -161,7 +135,9 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
                 *(taxonomy.motive(motive_id).handling[language] if real else ()),
                 stage_label.handling[language], *answer.specific_steps])),
             avoid=do_not_say(language, motive_id),
-            principles=_principles(answer, risk_level)),
+            principles=[_named(p) for p in taxonomy.principles_for(
+                motive=motive_id, stage=stage_id, leading_need=answer.leading_need,
+                risk=risk_level)]),
         reply=Reply(text=answer.reply, language=language),
         citations=[Citation(chunk_id=c, source=by_id[c].source, title=by_id[c].title,
                             section=by_id[c].section, score=by_id[c].score)

@@ -34,8 +34,9 @@ from .exemplars import LabelledComplaint, LineProblem
 from .inputs import detect_language
 from .plots import warm_up as warm_up_plots
 from .plots import write_plots
-from .readers import Row, read_rows
+from .readers import Row, read_jsonl, read_rows, validation_summary
 from .taxonomy import NeedId, PrimaryMotiveId, RiskFlagId, StageId
+from .vocab import LEVELS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("high", "medium", "low")
 _BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 #: Bootstrap resamples behind every confidence interval; the seed makes reports repeatable.
 RESAMPLES = 1000
@@ -410,11 +410,7 @@ def _label_list(value: Any) -> Any:
 
 
 def _short(error: ValidationError, fields: FieldMap) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "line"
-    column = fields.model_dump().get(where, where)  # the name the set uses
-    return f"{column}: {first['msg']}" + (f" (+{error.error_count() - 1} more)"
-                                           if error.error_count() > 1 else "")
+    return validation_summary(error, fields.model_dump())  # the names the set uses
 
 
 def _prediction(row: LabelledRow, outcome: Outcome) -> Prediction:
@@ -935,22 +931,16 @@ async def arun_evaluation(plan: EvaluationPlan, analyzer: MotiveAnalyzer, *,
 def read_kept_predictions(path: Path) -> dict[str, Prediction]:
     """The predictions an interrupted run wrote. A run cut off mid-line leaves a partial last
     line: it is dropped (that input runs again). A bad line elsewhere is an ``InputError``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text: run without --resume") from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = list(read_jsonl(path, Prediction))
     kept: dict[str, Prediction] = {}
-    for number, line in enumerate(lines, start=1):
-        try:
-            prediction = Prediction.model_validate_json(line)
-        except ValueError:
-            if number < len(lines):  # the message would quote the line, so it is left out
-                raise InputError(f"{path}: line {number} is not a prediction; fix or remove "
-                                 "it, or run without --resume") from None
+    for number, read in enumerate(lines, start=1):
+        if read.item is None:
+            if number < len(lines):
+                raise InputError(f"{read.where} is not a prediction ({read.problem}); fix "
+                                 "or remove it, or run without --resume")
             log.warning("%s: dropped a partial last line; that input runs again", path)
             break
-        kept[prediction.id] = prediction
+        kept[read.item.id] = read.item
     return kept
 
 
@@ -1053,11 +1043,13 @@ def load_report(folder: Path) -> tuple[dict[str, Any], list[Prediction]]:
                          "predictions.jsonl): run `complaint-motive eval … --report` first")
     try:
         metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        predictions = [Prediction.model_validate_json(line) for line in
-                       (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-                       if line.strip()]
     except (ValueError, UnicodeDecodeError):
-        raise InputError(f"{folder}: metrics.json or predictions.jsonl is damaged") from None
+        raise InputError(f"{folder}: metrics.json is damaged") from None
+    read = list(read_jsonl(folder / "predictions.jsonl", Prediction))
+    damaged = next((r for r in read if r.item is None), None)
+    if damaged is not None:
+        raise InputError(f"{damaged.where} is not a prediction ({damaged.problem})")
+    predictions = [r.item for r in read if r.item is not None]
     return metrics, predictions
 
 

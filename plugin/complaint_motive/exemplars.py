@@ -3,15 +3,15 @@ for the offline analyzer, and the format of the evaluation sets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InputError
+from .readers import read_jsonl
 from .resources import corpus_dir
 from .taxonomy import ChannelId, LegitimacyId, NeedId, PrimaryMotiveId, RiskFlagId, StageId
+from .vocab import Language
 
 
 class LabelledComplaint(BaseModel):
@@ -29,7 +29,7 @@ class LabelledComplaint(BaseModel):
     legitimacy: LegitimacyId | None = None
     domain: str | None = None
     # Provenance (docs/labelling.md): real texts name where they come from.
-    lang: Literal["zh", "en"] | None = None
+    lang: Language | None = None
     channel: ChannelId | None = None
     source: str | None = None
     second_motive: PrimaryMotiveId | None = Field(
@@ -54,11 +54,10 @@ def read_labelled(path: Path) -> tuple[list[LabelledComplaint], list[LineProblem
     items: list[LabelledComplaint] = []
     problems: list[LineProblem] = []
     first_seen: dict[str, int] = {}
-    for number, line in _lines(path):
-        try:
-            item = LabelledComplaint.model_validate_json(line)
-        except ValidationError as error:
-            problems.append(LineProblem(line=number, message=_short(error)))
+    for read in read_jsonl(path, LabelledComplaint):
+        number, item = read.line, read.item
+        if item is None:
+            problems.append(LineProblem(line=number, message=read.problem or "unreadable"))
             continue
         if item.id in first_seen:  # results are keyed by id: a second one would hide the first
             problems.append(LineProblem(line=number, message=f"duplicate id {item.id!r} "
@@ -80,17 +79,3 @@ def load_exemplars(path: Path | None = None) -> list[LabelledComplaint]:
 
 def exemplars_path() -> Path:
     return corpus_dir() / "exemplars.jsonl"
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, line
-
-
-def _short(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "line"
-    return f"{where}: {first['msg']}" + (f" (+{error.error_count() - 1} more)"
-                                          if error.error_count() > 1 else "")

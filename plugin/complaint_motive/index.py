@@ -44,21 +44,8 @@ _BATCH = 256
 _KINDS = ("guidance", "exemplars")
 
 
-class RetrievedChunk(BaseModel):
-    """A guidance chunk retrieved for a complaint, best first (the ``search --format json`` row)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    chunk_id: str
-    score: float
-    text: str
-    source: str
-    """The seed file the guidance comes from."""
-    title: str
-    section: str
-    ref: str
-    motives: tuple[str, ...]
-    stages: tuple[str, ...]
+#: The former name of a retrieved chunk: one class, ``corpus.Chunk``, now serves both.
+RetrievedChunk = Chunk
 
 
 class RetrievedExemplar(BaseModel):
@@ -275,15 +262,15 @@ class KnowledgeIndex:
         return self.embeddings.embed_documents(list(texts))
 
     def search(self, text: str, k: int = 4, *, motives: Sequence[str] = (),
-               stages: Sequence[str] = ()) -> list[RetrievedChunk]:
+               stages: Sequence[str] = ()) -> list[Chunk]:
         """The ``k`` guidance chunks nearest to ``text``, best first, optionally only those
         about any of ``motives`` / ``stages``."""
         return self.search_many(self.embed([text]), k, motives=motives, stages=stages)[0]
 
     def search_many(self, vectors: list[list[float]], k: int, *, motives: Sequence[str] = (),
-                    stages: Sequence[str] = ()) -> list[list[RetrievedChunk]]:
+                    stages: Sequence[str] = ()) -> list[list[Chunk]]:
         where = _any_of({"motives": motives, "stages": stages})
-        return [[RetrievedChunk(
+        return [[Chunk(
             chunk_id=i, score=s, text=d, source=m["source_file"], title=m["title"],
             section=m["section"], ref=m["ref"], motives=tuple(m.get("motives", ())),
             stages=tuple(m.get("stages", ()))) for i, s, d, m in rows]
@@ -368,7 +355,7 @@ def guidance_embed_text(chunk: Chunk, *, with_cues: bool = True) -> str:
 
 def _guidance_record(chunk: Chunk) -> _Record:
     meta: dict[str, Any] = {"document": chunk.document, "title": chunk.title,
-                            "source_file": chunk.source_file, "section": chunk.section,
+                            "source_file": chunk.source, "section": chunk.section,
                             "ref": chunk.ref}
     if chunk.motives:
         meta["motives"] = list(chunk.motives)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .vocab import LANGUAGES, Language, ReplyLanguage
 
 Role = Literal["customer", "agent"]
 
@@ -51,7 +52,7 @@ class ComplaintInput(BaseModel):
 
     text: str = Field(description="the customer's words, turns joined by newlines")
     turns: list[Turn] = Field([], description="the whole conversation; empty for plain text")
-    language: Literal["zh", "en"]
+    language: Language
     warnings: list[str] = []
     channel: str | None = Field(None, description="where the text was written, when the "
                                 "caller knows (a taxonomy channel id: review, "
@@ -79,7 +80,7 @@ def clean_text(text: str) -> str:
     return re.sub(r"[ \t]+", " ", re.sub(r"\n\s*\n+", "\n", text)).strip()
 
 
-def detect_language(text: str) -> Literal["zh", "en"]:
+def detect_language(text: str) -> Language:
     """The reply language: Chinese where Han characters hold their own against Latin
     letters; English otherwise, and for scripts we have no replies in (the wider reach)."""
     cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
@@ -141,7 +142,7 @@ def parse_transcript(text: str) -> list[Turn] | None:
 
 
 def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
-             reply_language: Literal["auto", "zh", "en"] = "auto") -> ComplaintInput:
+             reply_language: ReplyLanguage = "auto") -> ComplaintInput:
     """Validate and normalise what the caller passed, or raise ``InputError`` saying why.
 
     ``raw`` is a text, a list of turns, or a record ``{"text" | "turns", "language"?,
@@ -154,7 +155,7 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
     channel = None
     if isinstance(raw, Mapping):
         language = raw.get("language") or language
-        if language not in (None, "zh", "en"):
+        if language is not None and language not in LANGUAGES:
             raise InputError(f"language must be 'zh' or 'en', not {str(language)[:20]!r}")
         channel = raw.get("channel")
         if channel is not None and channel not in _channels():

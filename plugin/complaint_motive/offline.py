@@ -25,21 +25,20 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .embeddings import normalize
 from .exemplars import LabelledComplaint
 from .schema import Alternative, ModelAnswer
 from .taxonomy import Label, Motive, ReplyFrame, Taxonomy, load_taxonomy
+from .vocab import Language, SentenceEncoder
 
 if TYPE_CHECKING:
-    from .index import RetrievedChunk, RetrievedExemplar
+    from .corpus import Chunk
+    from .index import RetrievedExemplar
     from .inputs import ComplaintInput
 
 log = logging.getLogger(__name__)
-
-#: ``use``: add the multilingual sentence embedding to the features (settings).
-SentenceEncoder = Literal["none", "use"]
 
 #: Bump when the features or the model change, so stale trained models are not reused.
 MODEL_RECIPE = "tfidf-char13-words12-linearsvc-balanced-temperature/4"
@@ -298,7 +297,8 @@ class Signals:
         cannot be read or the scores are too flat to choose."""
         top = self.motives[0]
         if self.unreadable or top.score < _ABSTAIN_BELOW:
-            return Alternative(id="unknown", score=min(top.score, _ABSTAIN_BELOW))
+            return Alternative(id=load_taxonomy().defaults.abstain,
+                               score=min(top.score, _ABSTAIN_BELOW))
         return top
 
     @property
@@ -336,7 +336,7 @@ def collect_signals(text: str, scores: tuple[list[Alternative], list[Alternative
         source_cues=find_cues(text, taxonomy.sources), neighbours=neighbours)
 
 
-def offline_answers(prepared: list[tuple[ComplaintInput, Signals, list[RetrievedChunk]]],
+def offline_answers(prepared: list[tuple[ComplaintInput, Signals, list[Chunk]]],
                     model: MotiveModel) -> list[ModelAnswer]:
     """The offline answers for a batch (the evidence clauses found in one pass)."""
     clauses = model.typical_clauses([(complaint.text, signals.motive.id, signals.stage.id)
@@ -345,7 +345,7 @@ def offline_answers(prepared: list[tuple[ComplaintInput, Signals, list[Retrieved
             for (complaint, signals, chunks), found in zip(prepared, clauses, strict=True)]
 
 
-def offline_answer(complaint: ComplaintInput, signals: Signals, chunks: list[RetrievedChunk],
+def offline_answer(complaint: ComplaintInput, signals: Signals, chunks: list[Chunk],
                    clauses: Clauses) -> ModelAnswer:
     """Build the same compact answer an LLM would give, from the signals and the taxonomy."""
     taxonomy = load_taxonomy()
@@ -369,8 +369,8 @@ def offline_answer(complaint: ComplaintInput, signals: Signals, chunks: list[Ret
         stage_evidence=stage_evidence[:3],
         stage_explanation=stage_label.explanation[language], needs=list(
             motive_label.needs if motive_label else ()),
-        leading_need=motive_label.leading_need if motive_label else "rational",
-        legitimacy="undetermined", sources=list(signals.source_cues),
+        leading_need=motive_label.leading_need if motive_label else taxonomy.defaults.leading_need,
+        legitimacy=taxonomy.defaults.legitimacy, sources=list(signals.source_cues),
         risk_flags=list(signals.risk_cues),
         specific_steps=[],  # the standard steps come from the taxonomy in enrichment
         reply=draft_reply(complaint, signals, motive.id, stage.id),
@@ -396,10 +396,9 @@ def draft_reply(complaint: ComplaintInput, signals: Signals, motive_id: str,
     language = complaint.language
     frame = taxonomy.reply_frame[language]
     real = taxonomy.is_motive(motive_id)
-    label = (taxonomy.motive(motive_id) if real
-             else next(a for a in taxonomy.abstentions if a.id == motive_id))
-    stage_line = ("" if motive_id == "not_a_complaint"
-                  else taxonomy.stage(stage_id).reply[language])
+    label = taxonomy.primary_label(motive_id)
+    stage_line = (taxonomy.stage(stage_id).reply[language] if taxonomy.has_stage(motive_id)
+                  else "")
     issue = _issue_quote(complaint.text, signals, language)
     ask = None
     if real and taxonomy.motive(motive_id).repeat_ask:
@@ -423,7 +422,7 @@ def _clauses(text: str) -> list[str]:
     return [c.strip() for c in _CLAUSE.findall(_HANDLE.sub(" ", text)) if c.strip()]
 
 
-def _trimmed(clause: str, language: str) -> str:
+def _trimmed(clause: str, language: Language) -> str:
     limit = _QUOTE_LIMIT[language]
     if language == "en":
         words = clause.split()
@@ -431,7 +430,7 @@ def _trimmed(clause: str, language: str) -> str:
     return clause[:limit] + ("…" if len(clause) > limit else "")
 
 
-def _clause_with(text: str, cues: list[str], language: str) -> str | None:
+def _clause_with(text: str, cues: list[str], language: Language) -> str | None:
     """The (trimmed) clause holding the first of ``cues`` found in the text."""
     for cue in cues:
         for clause in _clauses(text):
@@ -440,7 +439,7 @@ def _clause_with(text: str, cues: list[str], language: str) -> str | None:
     return None
 
 
-def _issue_quote(text: str, signals: Signals, language: str) -> str:
+def _issue_quote(text: str, signals: Signals, language: Language) -> str:
     """What the complaint is about, in its words: the clause naming a source of
     dissatisfaction, else its first substantial clause, else the text itself."""
     cues = [cue for found in signals.source_cues.values() for cue in found]
@@ -455,7 +454,7 @@ def _issue_quote(text: str, signals: Signals, language: str) -> str:
 
 
 def _explain(frame: ReplyFrame, motive: Motive | None, evidence: list[str],
-             language: str) -> str:
+             language: Language) -> str:
     if motive is None:
         return frame.explain_unclear
     name = motive.zh if language == "zh" else motive.en.lower()

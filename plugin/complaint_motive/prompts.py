@@ -20,7 +20,8 @@ from .resources import fingerprint, prompts_dir
 from .taxonomy import load_taxonomy
 
 if TYPE_CHECKING:
-    from .index import RetrievedChunk, RetrievedExemplar
+    from .corpus import Chunk
+    from .index import RetrievedExemplar
     from .inputs import ComplaintInput
 
 
@@ -73,7 +74,7 @@ def _template(with_skeleton: bool) -> ChatPromptTemplate:
     ).partial(**_label_tables())
 
 
-def build_messages(complaint: ComplaintInput, chunks: list[RetrievedChunk],
+def build_messages(complaint: ComplaintInput, chunks: list[Chunk],
                    examples: list[RetrievedExemplar], *, schema_in_prompt: bool = False,
                    ) -> list[BaseMessage]:
     """The messages for one complaint: a system message that is the same for every

@@ -20,10 +20,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigurationError, InputError
 
+M = TypeVar("M", bound=BaseModel)
 TableFormat = Literal["jsonl", "csv", "parquet"]
 
 #: Tried in order when a CSV file does not say (no BOM) and is not valid UTF-8: Chinese
@@ -112,29 +115,92 @@ def _mapping_rows(records: Iterable[Any]) -> Iterator[Row]:
 
 
 def _jsonl_rows(path: Path, encoding: str | None) -> Iterator[Row]:
+    for number, record, problem in _json_objects(path, encoding):
+        yield Row(number, record=record,
+                  problem=None if problem is None else f"line {number}: {problem}")
+
+
+def _json_objects(source: Path | bytes, encoding: str | None,
+                  ) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """Each line of a JSONL file (or of its bytes) with its number: the object it holds,
+    or what is wrong with it (never quoting it); a blank line has neither."""
     codec = encoding or "utf-8"
-    with _open_binary(path) as handle:
+    with (_open_binary(source) if isinstance(source, Path)
+          else io.BytesIO(source)) as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8) and encoding is None:
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
                 line = raw.decode(codec)
             except UnicodeDecodeError as error:
-                yield Row(number, problem=f"line {number}: not {codec} text (byte "
-                          f"0x{raw[error.start]:02x} at column {error.start + 1})")
+                yield number, None, (f"not {codec} text (byte 0x{raw[error.start]:02x} at "
+                                     f"column {error.start + 1})")
                 continue
             if not line.strip():
-                yield Row(number)
+                yield number, None, None
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                yield Row(number, problem=f"line {number}: not JSON ({error.msg})")
+                yield number, None, f"not JSON ({error.msg})"
                 continue
             if not isinstance(record, dict):
-                yield Row(number, problem=f"line {number}: not a JSON object")
+                yield number, None, "not a JSON object"
                 continue
-            yield Row(number, record=record)
+            yield number, record, None
+
+
+@dataclass(frozen=True)
+class JsonLine(Generic[M]):
+    """One non-blank line of a JSONL file read as a model: the ``item``, or the ``problem``
+    (what is wrong, never quoting the line, which may hold a customer's words)."""
+
+    path: Path | None
+    line: int
+    item: M | None = None
+    problem: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``FILE: line N``, as an error message names the line."""
+        return f"{self.path}: line {self.line}" if self.path else f"line {self.line}"
+
+
+def read_jsonl(source: Path | bytes, model: type[M], *,
+               encoding: str | None = None) -> Iterator[JsonLine[M]]:
+    """Every non-blank line of a JSONL file (a path, or its bytes) validated as ``model``,
+    with its line number; a line that is not text, not JSON, not an object or not a valid
+    ``model`` comes back as that line's problem, never as an exception that loses the rest.
+    The one JSONL reader for exemplars, corrections, predictions and batch output; callers
+    decide what a bad line means (skip it, or raise naming ``where``).
+
+    >>> from complaint_motive.exemplars import LabelledComplaint
+    >>> data = b'{"id": "a", "text": "t", "motive": "venting"}\\n\\n[1]\\n'
+    >>> [(j.line, j.problem) for j in read_jsonl(data, LabelledComplaint)]
+    [(1, None), (3, 'not a JSON object')]
+    """
+    path = source if isinstance(source, Path) else None
+    for number, record, problem in _json_objects(source, encoding):
+        if record is None:
+            if problem is not None:
+                yield JsonLine(path, number, problem=problem)
+            continue
+        try:
+            item = model.model_validate(record)
+        except ValidationError as error:
+            yield JsonLine(path, number, problem=validation_summary(error))
+            continue
+        yield JsonLine(path, number, item=item)
+
+
+def validation_summary(error: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """A validation error in a few words, without the input it rejected: the first field
+    (under the caller's own column name, ``names``) and its message, and how many more."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "line"
+    column = (names or {}).get(where, where)
+    more = error.error_count() - 1
+    return f"{column}: {first['msg']}" + (f" (+{more} more)" if more else "")
 
 
 def detect_encoding(sample: bytes) -> str:

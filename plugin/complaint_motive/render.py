@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from .schema import LabelCall, MotiveAnalysis, NamedLabel, SecondaryMotive
+from .schema import LabelCall, MotiveAnalysis, NamedLabel
 
 _RISK_STYLE = {"high": "bold red", "medium": "yellow", "low": "green"}
 
@@ -22,7 +22,7 @@ def render_card(result: MotiveAnalysis, console: Console | None = None) -> None:
     motive, stage, risk = result.primary_motive, result.stage, result.risk
     english = result.reply.language == "en"
 
-    def name(label: LabelCall | SecondaryMotive | NamedLabel) -> str:
+    def name(label: LabelCall | NamedLabel) -> str:
         return escape(label.en if english else label.zh)
 
     table = Table.grid(padding=(0, 2))

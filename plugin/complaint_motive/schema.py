@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .settings import Action
 from .taxonomy import (
     FrameworkView,
     LegitimacyId,
@@ -28,8 +27,7 @@ from .taxonomy import (
     SourceId,
     StageId,
 )
-
-Level = Literal["high", "medium", "low"]
+from .vocab import Action, BackendName, Language, Level, NeedKind
 
 
 # What the model is asked for. Kept flat and free of ranges and defaults, which some
@@ -53,7 +51,7 @@ class ModelAnswer(BaseModel):
     stage_evidence: list[str] = Field(description="short verbatim quotes that show the stage")
     stage_explanation: str = Field(description="one short sentence")
     needs: list[NeedId]
-    leading_need: Literal["rational", "emotional"]
+    leading_need: NeedKind
     legitimacy: LegitimacyId
     sources: list[SourceId] = Field(description="sources of dissatisfaction the text shows")
     risk_flags: list[RiskFlagId] = Field(description="only risks the text shows, or empty")
@@ -142,16 +140,12 @@ class PrimaryMotive(LabelCall):
     handling: list[str] = []
 
 
-class SecondaryMotive(BaseModel):
-    id: str
-    zh: str
-    en: str
-
-
 class StageCall(LabelCall):
     handling: str = ""
 
 
+# A taxonomy label by id with its names: a secondary motive, a need, a source … (no
+# docstring: it would become a description in the published JSON schema).
 class NamedLabel(BaseModel):
     id: str
     zh: str
@@ -160,7 +154,7 @@ class NamedLabel(BaseModel):
 
 class Needs(BaseModel):
     items: list[NamedLabel]
-    leading: Literal["rational", "emotional"]
+    leading: NeedKind
 
 
 class Risk(BaseModel):
@@ -177,7 +171,7 @@ class Handling(BaseModel):
 
 class Reply(BaseModel):
     text: str
-    language: Literal["zh", "en"]
+    language: Language
     draft: Literal[True] = Field(True, description="a draft for an agent; never send unread")
 
 
@@ -201,7 +195,7 @@ class Usage(BaseModel):
 
 
 class Meta(BaseModel):
-    backend: Literal["llm", "offline"]
+    backend: BackendName
     model: str
     prompt_version: str
     corpus_version: str
@@ -221,7 +215,7 @@ class MotiveAnalysis(BaseModel):
     """The public result of analysing one complaint."""
 
     primary_motive: PrimaryMotive
-    secondary_motives: list[SecondaryMotive]
+    secondary_motives: list[NamedLabel]
     stage: StageCall | None = Field(description="None when the text is not a complaint: a "
                                     "customer on no path to a complaint has no stage")
     needs: Needs

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .schema import MotiveAnalysis
 from .settings import Settings
+from .vocab import Fallback, Language
 
 MAX_BODY_BYTES = 1_000_000
 MAX_BATCH = 500
@@ -56,9 +57,9 @@ class AnalyzeRequest(BaseModel):
     id: str | None = Field(None, max_length=200)
     text: str | None = Field(None, max_length=50_000)
     turns: list[TurnIn] | None = Field(None, max_length=200)
-    language: Literal["zh", "en"] | None = Field(
+    language: Language | None = Field(
         None, description="language of the reply and steps; default: the complaint's")
-    fallback: Literal["none", "offline"] | None = None
+    fallback: Fallback | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> AnalyzeRequest:

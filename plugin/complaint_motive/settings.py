@@ -24,7 +24,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Backend = Literal["auto", "llm", "offline"]
+from .vocab import (
+    Action,
+    BackendName,
+    BackendSetting,
+    Fallback,
+    Level,
+    ReplyLanguage,
+    SentenceEncoder,
+)
+
 StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
 TokenLimitParam = Literal["auto", "max_tokens", "max_completion_tokens"]
 #: The model OpenAI's own API gets when none is set; any other endpoint must be told.
@@ -32,7 +41,6 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 #: List prices, USD per million input and output tokens.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.5, 10.0), "deepseek-chat": (0.27, 1.10)}
-Action = Literal["auto_apply", "preselect", "suggest", "human_review"]
 
 
 def _alias(name: str, *extra: str) -> Any:
@@ -51,9 +59,9 @@ class Settings(BaseSettings):
                                       populate_by_name=True)
 
     # -- backend selection -------------------------------------------------------------
-    backend: Backend = Field("auto", description="auto: the LLM when an API key or base URL "
+    backend: BackendSetting = Field("auto", description="auto: the LLM when an API key or base URL "
                              "is set, else offline")
-    fallback: Literal["none", "offline"] = Field(
+    fallback: Fallback = Field(
         "none", description="on backend failure, answer with the offline analyzer (degraded)")
 
     # -- the LLM ----------------------------------------------------------------------
@@ -114,7 +122,7 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = None
     embedding_api_key: SecretStr | None = None
     embedding_dimensions: int = Field(2048, ge=64)
-    offline_sentence_encoder: Literal["none", "use"] = Field(
+    offline_sentence_encoder: SentenceEncoder = Field(
         "none", description="use: add a multilingual sentence embedding (the 'use' extra) "
         "to the offline classifier's features: more accurate on English, about half the "
         "throughput (README, Evaluation)")
@@ -129,12 +137,12 @@ class Settings(BaseSettings):
                              "the process")
     max_promised_amount: float = Field(0.0, ge=0, description="largest money amount a "
                                        "reply draft may promise")
-    reply_language: Literal["auto", "zh", "en"] = Field(
+    reply_language: ReplyLanguage = Field(
         "auto", description="language of the reply, steps and explanations: auto follows "
         "the complaint's script; zh or en fixes it (a helpdesk channel's language)")
 
     # -- what callers do with confidence -------------------------------------------------
-    actions: dict[Literal["high", "medium", "low"], Action] = Field(
+    actions: dict[Level, Action] = Field(
         default_factory=lambda: {"high": "preselect", "medium": "suggest",  # type: ignore[arg-type,dict-item]
                                  "low": "human_review"})
 
@@ -192,7 +200,7 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         return self.openai_api_key is not None or self.openai_base_url is not None
 
-    def resolved_backend(self) -> Literal["llm", "offline"]:
+    def resolved_backend(self) -> BackendName:
         if self.backend == "auto":
             return "llm" if self.llm_configured else "offline"
         return self.backend

@@ -1,7 +1,9 @@
 """The canonical labels, loaded once from ``corpus/taxonomy.yaml`` into typed objects.
 
 The label enums used by the output schema (``MotiveId``, ``StageId`` …) are built here from
-the same file, so a label exists in exactly one place.
+the same file, so a label exists in exactly one place. So are the rules about labels: which
+handling principles apply when, the risk floor of a stage or motive (``min_risk``), and the
+ids the code falls back on (``defaults``); every id a rule names is checked at load.
 
 >>> from complaint_motive.taxonomy import load_taxonomy
 >>> load_taxonomy().motive("venting").zh
@@ -13,14 +15,15 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .resources import corpus_dir
+from .vocab import Language as Language  # re-exported: guards.py imports it from here
+from .vocab import Level, NeedKind, level_rank
 
-Language = Literal["zh", "en"]
 _L = TypeVar("_L", bound="Label")
 _T = TypeVar("_T")
 
@@ -61,13 +64,15 @@ class Label(_Frozen):
 
 class Motive(Label):
     needs: tuple[str, ...]
-    leading_need: Literal["rational", "emotional"]
+    leading_need: NeedKind
     frameworks: tuple[FrameworkView, ...]
     handling: Localized[tuple[str, ...]]
     avoid: Localized[tuple[str, ...]]
     reply: Localized[str]
     repeat_ask: bool = Field(False, description="a reply draft repeats what the customer asks "
                              "for in their words (not for threats or insults)")
+    min_risk: Level = Field("low", description="the risk level a complaint with this motive "
+                            "has at least, whatever its flags")
 
     @model_validator(mode="after")
     def _same_steps_in_both_languages(self) -> Motive:
@@ -87,6 +92,8 @@ class Stage(Label):
     explanation: Localized[str]
     reply: Localized[str] = Field(description="the sentence a reply draft adds for the "
                                   "stage (its handling, said to the customer)")
+    min_risk: Level = Field("low", description="the risk level a complaint at this stage "
+                            "has at least, whatever its flags")
 
 
 class Channel(Label):
@@ -97,11 +104,11 @@ class Channel(Label):
 
 
 class Need(Label):
-    kind: Literal["rational", "emotional"]
+    kind: NeedKind
 
 
 class RiskSignal(Label):
-    severity: Literal["low", "medium", "high"]
+    severity: Level
     implied_by: tuple[str, ...] = Field(
         (), description="motives that carry this risk whatever the wording")
 
@@ -118,6 +125,40 @@ class DoNotSay(_Frozen):
 
 class Abstention(Label):
     reply: Localized[str]
+
+
+class When(_Frozen):
+    """When a handling principle applies: any one condition that holds is enough. Each
+    condition lists the ids (or levels) that trigger it."""
+
+    motive: tuple[str, ...] = Field((), description="primary motives, abstentions included")
+    stage: tuple[str, ...] = ()
+    leading_need: tuple[NeedKind, ...] = ()
+    risk: tuple[Level, ...] = Field((), description="risk levels of the result")
+
+    def holds(self, *, motive: str, stage: str, leading_need: str, risk: str) -> bool:
+        return (motive in self.motive or stage in self.stage
+                or leading_need in self.leading_need or risk in self.risk)
+
+
+class Principle(Label):
+    when: When | None = Field(None, description="absent: the principle always applies")
+
+
+class Defaults(_Frozen):
+    """The ids the code falls back on, named in the taxonomy so no label id is spelled in
+    Python."""
+
+    abstain: str = Field(description="the abstention answered when the text cannot be read "
+                         "or the scores are too flat to choose")
+    no_stage: str = Field(description="the abstention that has no stage (no path to a "
+                          "complaint)")
+    legitimacy: str = Field(description="the legitimacy the offline analyzer gives: it "
+                            "cannot be judged from the text alone")
+    leading_need: NeedKind = Field(description="the leading need when the motive is an "
+                                   "abstention")
+    injection_flag: str = Field(description="the risk flag the library's own injection "
+                                "detector raises")
 
 
 class ReplyFrame(_Frozen):
@@ -140,17 +181,57 @@ class Taxonomy(_Frozen):
     legitimacy: tuple[Label, ...]
     sources: tuple[Label, ...]
     risk_signals: tuple[RiskSignal, ...]
-    principles: tuple[Label, ...]
+    principles: tuple[Principle, ...] = Field(description="in the order a result lists them")
     do_not_say: tuple[DoNotSay, ...]
+    defaults: Defaults
     reply_frame: Localized[ReplyFrame]
     fingerprint: str = Field(default="", description="content hash of the YAML file")
 
     @model_validator(mode="after")
-    def _channels_name_real_stages(self) -> Taxonomy:
-        stages = {s.id for s in self.stages}
+    def _every_id_is_real(self) -> Taxonomy:
+        """Every id a rule names is a label of the right family (a typo is an error at
+        load, not a rule that silently never fires)."""
+        motives, abstentions = _ids(self.motives), _ids(self.abstentions)
+        stages, needs, flags = _ids(self.stages), _ids(self.needs), _ids(self.risk_signals)
+        wrong: list[str] = []
+
+        def check(where: str, named: tuple[str, ...] | str | None, allowed: set[str],
+                  family: str) -> None:
+            for label_id in (named,) if isinstance(named, str) else named or ():
+                if label_id not in allowed:
+                    wrong.append(f"{where}: {label_id!r} is not {family}")
+
+        families: dict[str, tuple[Label, ...]] = {
+            "motives": self.motives, "abstentions": self.abstentions, "stages": self.stages,
+            "channels": self.channels, "needs": self.needs, "legitimacy": self.legitimacy,
+            "sources": self.sources, "risk_signals": self.risk_signals,
+            "principles": self.principles}
+        for family, labels in families.items():
+            seen = [label.id for label in labels]
+            wrong += [f"{family}: {i!r} is listed twice" for i in dict.fromkeys(seen)
+                      if seen.count(i) > 1]
+        clash = motives & abstentions
+        wrong += [f"abstentions: {i!r} is also a motive" for i in sorted(clash)]
+        for motive in self.motives:
+            check(f"motive {motive.id}: needs", motive.needs, needs, "a need")
         for channel in self.channels:
-            if channel.stage is not None and channel.stage not in stages:
-                raise ValueError(f"channel {channel.id}: {channel.stage!r} is not a stage")
+            check(f"channel {channel.id}: stage", channel.stage, stages, "a stage")
+        for signal in self.risk_signals:
+            check(f"risk signal {signal.id}: implied_by", signal.implied_by, motives,
+                  "a motive")
+        for principle in self.principles:
+            if principle.when is not None:
+                check(f"principle {principle.id}: when.motive", principle.when.motive,
+                      motives | abstentions, "a motive or an abstention")
+                check(f"principle {principle.id}: when.stage", principle.when.stage, stages,
+                      "a stage")
+        check("defaults: abstain", self.defaults.abstain, abstentions, "an abstention")
+        check("defaults: no_stage", self.defaults.no_stage, abstentions, "an abstention")
+        check("defaults: legitimacy", self.defaults.legitimacy, _ids(self.legitimacy),
+              "a legitimacy")
+        check("defaults: injection_flag", self.defaults.injection_flag, flags, "a risk signal")
+        if wrong:
+            raise ValueError("; ".join(wrong))
         return self
 
     def is_motive(self, label_id: str) -> bool:
@@ -168,6 +249,29 @@ class Taxonomy(_Frozen):
 
     def risk_signal(self, signal_id: str) -> RiskSignal:
         return _by_id(self.risk_signals, signal_id)
+
+    def primary_label(self, label_id: str) -> Motive | Abstention:
+        """A primary motive's label: one of the motives, or an abstention."""
+        return (self.motive(label_id) if self.is_motive(label_id)
+                else _by_id(self.abstentions, label_id))
+
+    def has_stage(self, motive_id: str) -> bool:
+        """Whether a complaint with this primary motive has a stage: what is not a complaint
+        is on no path to one."""
+        return motive_id != self.defaults.no_stage
+
+    def risk_floor(self, motive_id: str, stage_id: str) -> Level:
+        """The lowest risk level the motive and the stage allow (their ``min_risk``)."""
+        floors = [self.motive(motive_id).min_risk if self.is_motive(motive_id) else "low",
+                  self.stage(stage_id).min_risk]
+        return max(floors, key=level_rank)
+
+    def principles_for(self, *, motive: str, stage: str, leading_need: str,
+                       risk: Level) -> list[Principle]:
+        """The handling principles that apply, in the taxonomy's order: those without a
+        ``when`` always, the others when one of their conditions holds."""
+        return [p for p in self.principles if p.when is None or p.when.holds(
+            motive=motive, stage=stage, leading_need=leading_need, risk=risk)]
 
     def all_refs(self) -> dict[str, set[str]]:
         """Every section reference → the label ids (of any family) that cite it."""
@@ -197,6 +301,10 @@ class Taxonomy(_Frozen):
         return [s.id for s in self.stages if ref in s.refs]
 
 
+def _ids(labels: tuple[Label, ...]) -> set[str]:
+    return {label.id for label in labels}
+
+
 def _by_id(labels: tuple[_L, ...], label_id: str) -> _L:
     for label in labels:
         if label.id == label_id:
@@ -206,12 +314,27 @@ def _by_id(labels: tuple[_L, ...], label_id: str) -> _L:
 
 @cache
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
-    """Load and validate the taxonomy (cached; the bundled file by default)."""
+    """Load and validate the taxonomy (cached; the bundled file by default).
+
+    A file that is not valid YAML, or whose rules name an id that is no label of the right
+    family, is a ``ConfigurationError`` naming the file and every problem."""
+    from .errors import ConfigurationError
     from .resources import fingerprint
 
     path = path or corpus_dir() / "taxonomy.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return Taxonomy.model_validate({**raw, "fingerprint": fingerprint([path])})
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{path}: not a taxonomy (a mapping of label families)")
+    try:
+        return Taxonomy.model_validate({**raw, "fingerprint": fingerprint([path])})
+    except ValidationError as error:
+        problems = "; ".join(
+            (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ") for e in error.errors())
+        raise ConfigurationError(f"{path}: not a valid taxonomy: {problems}") from None
 
 
 def _enum(name: str, ids: list[str]) -> type[StrEnum]:

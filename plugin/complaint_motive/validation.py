@@ -223,17 +223,19 @@ def _bounded_flags(answer: ModelAnswer, injection: Collection[str],
     """Risk flags bounded: ``injection_attempt`` only with the library's detector's or a
     quote's support, and a flag list longer than MAX_RISK_FLAGS cut to what the cues and
     the motive show."""
+    taxonomy = load_taxonomy()
+    injection_flag = taxonomy.defaults.injection_flag
     flags = list(dict.fromkeys(f.value for f in answer.risk_flags))
-    if "injection_attempt" in flags and not injection and not any(
+    if injection_flag in flags and not injection and not any(
             instruction_words(q) for q in (*answer.primary_evidence, *answer.stage_evidence)):
-        flags.remove("injection_attempt")
-        checked.repairs.append("risk_flags: dropped injection_attempt (neither the "
+        flags.remove(injection_flag)
+        checked.repairs.append(f"risk_flags: dropped {injection_flag} (neither the "
                                "library's detector nor a quoted instruction supports it)")
     if len(flags) > MAX_RISK_FLAGS:
-        implied = {s.id for s in load_taxonomy().risk_signals
+        implied = {s.id for s in taxonomy.risk_signals
                    if answer.primary_motive.value in s.implied_by}
         supported = [f for f in flags if f in risk_cues or f in implied
-                     or f == "injection_attempt"]  # already checked above
+                     or f == injection_flag]  # already checked above
         checked.repairs.append(f"risk_flags: {len(flags)} flags is a list of every risk, "
                                f"not this complaint's; kept the {len(supported)} its words "
                                "show")
