@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import httpx
     from langchain_core.messages import BaseMessage
 
-    from .chain import LLMBackend
+    from .backends.llm import LLMBackend
     from .corpus import Chunk
     from .index import KnowledgeIndex
     from .offline import MotiveModel, Signals
@@ -82,7 +82,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         self.backend: BackendName = settings.resolved_backend()
         self.index = index or KnowledgeIndex.from_settings(settings)
         if self.backend == "llm" and llm is None:
-            from .chain import LLMBackend
+            from .backends.llm import LLMBackend
 
             llm = LLMBackend(settings)
         self.llm = llm
@@ -102,7 +102,7 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         settings = load_settings(settings, **overrides)
         llm = None
         if settings.resolved_backend() == "llm":
-            from .chain import LLMBackend
+            from .backends.llm import LLMBackend
 
             llm = LLMBackend(settings, http_client=http_client,
                              http_async_client=http_async_client)

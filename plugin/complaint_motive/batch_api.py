@@ -86,7 +86,7 @@ class BatchRun:
 
     def _parse(self, body: dict[str, Any]) -> dict[str, Any]:
         """A chat.completion body turned into what ``structured.invoke`` returns."""
-        from .chain import _settled
+        from .backends.llm import _settled
 
         message = self.llm.llm._create_chat_result(body).generations[0].message
         parser = self.llm.structured.steps[1]  # type: ignore[attr-defined]

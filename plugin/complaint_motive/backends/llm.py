@@ -25,25 +25,25 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
-from .errors import (
+from ..errors import (
     BackendError,
     ComplaintMotiveError,
     ConfigurationError,
     OutputTruncatedError,
     OutputValidationError,
 )
-from .limits import (
+from ..limits import (
     CallLimits,
     CircuitBreaker,
     bound_requests,
     check_answer,
     method_rejection,
 )
-from .prompts import reask_text
-from .reasoning import accepts_temperature, after_thinking, parse_past_thinking
-from .schema import ModelAnswer, Usage, model_facing_schema
-from .settings import Settings, StructuredOutputMethod
-from .validation import Checked, drop_unknown_labels
+from ..prompts import reask_text
+from ..reasoning import accepts_temperature, after_thinking, parse_past_thinking
+from ..schema import ModelAnswer, Usage, model_facing_schema
+from ..settings import Settings, StructuredOutputMethod
+from ..validation import Checked, drop_unknown_labels
 
 log = logging.getLogger(__name__)
 
