@@ -295,8 +295,11 @@ class LLMBackend:
                         **settings.extra_body} or None,
             api_key=settings.openai_api_key or "not-needed",  # local servers take any key
             base_url=settings.openai_base_url, timeout=settings.timeout,
+            # ``streaming=False`` set explicitly would refuse ``stream()`` too, and
+            # ``MotiveAnalyzer.stream`` streams whatever the setting says.
+            **({"streaming": True} if settings.stream else {}),
             max_retries=0,  # retries are ours (limits.CallLimits), shared across calls
-            streaming=settings.stream, stream_usage=settings.stream or None,
+            stream_usage=settings.stream or None,
             # Our own clients (they carry the deadline), so langchain's OPENAI_PROXY
             # handling moves here: it refuses a proxy beside given clients.
             openai_proxy=None,
