@@ -18,44 +18,25 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from langchain_core.runnables.utils import AddableDict
-from pydantic import BaseModel, Field, RootModel
 
 from .backends import Backend
 from .backends.offline import OfflineBackend
 from .batch_runner import BatchRunner, Outcome
 from .pipeline import Pipeline, masked_input
-from .schema import MotiveAnalysis
+from .schema import AnalyzerInput, MotiveAnalysis
 from .settings import Settings, load_settings
-from .vocab import BackendName, Fallback, Language
+from .streaming import gathered
+from .vocab import BackendName, Fallback
 
 if TYPE_CHECKING:
     import httpx
 
     from .backends.llm import LLMBackend
     from .index import KnowledgeIndex
+    from .offline import MotiveModel
 
-__all__ = ["AnalyzerInput", "Fallback", "MotiveAnalyzer", "Outcome"]
+__all__ = ["Fallback", "MotiveAnalyzer", "Outcome"]
 log = logging.getLogger(__name__)
-
-
-class InputTurn(BaseModel):
-    role: str = Field("customer", description="customer or agent (客户 / 客服 too)")
-    text: str
-
-
-class ComplaintRecord(BaseModel):
-    """A complaint with what a helpdesk knows about it."""
-
-    id: str | None = None
-    text: str | None = Field(None, description="the complaint, or a '[1] 客户: …' transcript")
-    turns: list[InputTurn] | None = Field(None, description="a conversation instead of text")
-    language: Language | None = Field(None, description="the reply's language")
-    channel: str | None = Field(None, description="where it was written (the taxonomy's "
-                                "channels): review, social_post, regulator_filing, …")
-
-
-class AnalyzerInput(RootModel[str | list[InputTurn] | ComplaintRecord]):
-    """What ``invoke`` takes: a text (or transcript), a list of turns, or a record."""
 
 
 class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
@@ -99,26 +80,18 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         return cls(settings, llm=llm)
 
     @property
-    def model(self) -> Any:
+    def model(self) -> MotiveModel:
         """The trained offline classifier (signals, offline answers)."""
         return self.pipeline.model
 
     def first_run_work(self) -> list[str]:
         """What the first analysis will have to do before it can answer (empty once the
         index folder holds everything), so a caller can say so instead of going quiet."""
-        from .offline import MotiveModel
-
-        work = [] if self.index.is_current() else ["build the guidance and exemplar index"]
-        if self.pipeline._model is None and not MotiveModel.cache_path(
-                self.settings.index_dir / "models", self.index.exemplars,
-                self.settings.offline_sentence_encoder).exists():
-            work.append("train the offline model")
-        return work
+        return self.pipeline.first_run_work()
 
     def warm_up(self) -> None:
         """Build or open the index and the trained model now rather than on first use."""
-        self.index.ensure()
-        _ = self.pipeline.model
+        self.pipeline.warm_up()
 
     def _second(self, fallback: Fallback | None) -> Backend | None:
         """The second backend, when the caller (or the settings) allows one."""
@@ -203,18 +176,9 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
         """Results in input order through the batch runner (blocks prepared together);
         ``return_exceptions``: a failed input's typed error in its place, else the first
         failure is raised. ``max_concurrency`` bounds the model calls in flight."""
-        if not inputs:
-            return []
         configs = get_config_list(config, len(inputs))
-        limit = configs[0].get("max_concurrency") or 8
-        results: list[Any] = []
-        async for outcome in self.runner(kwargs.get("fallback")).outcomes(
-                inputs, concurrency=limit, configs=configs):
-            if outcome.result is None and not return_exceptions:
-                raise outcome.exception or RuntimeError("failed without an error")
-            results.append(outcome.result if outcome.result is not None
-                           else outcome.exception)
-        return results
+        return await self.runner(kwargs.get("fallback")).results(
+            inputs, configs, return_exceptions=return_exceptions)
 
     def batch(self, inputs: list[Any],
               config: RunnableConfig | list[RunnableConfig] | None = None, *,
@@ -243,12 +207,10 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
     def transform(self, input: Iterator[Any], config: RunnableConfig | None = None,
                   **kwargs: Any) -> Iterator[MotiveAnalysis]:
         """Inside a composed chain the next step is handed the result, not its parts."""
-        *_, last = input
-        yield self.invoke(last, config, **kwargs)
+        yield self.invoke(gathered(input), config, **kwargs)
 
     async def atransform(self, input: AsyncIterator[Any],
                          config: RunnableConfig | None = None,
                          **kwargs: Any) -> AsyncIterator[MotiveAnalysis]:
         """``transform`` for asyncio."""
-        items = [item async for item in input]
-        yield await self.ainvoke(items[-1], config, **kwargs)
+        yield await self.ainvoke(gathered([item async for item in input]), config, **kwargs)

@@ -77,7 +77,7 @@ class BatchRunner:
         if isinstance(items, str | bytes):
             raise InputError("a batch is a list of complaints, not one string")
         unpacked = [unpack(item) for item in items]
-        await asyncio.to_thread(self._warm_up)
+        await asyncio.to_thread(self.pipeline.warm_up)
         gate = asyncio.Semaphore(max(1, concurrency))
         size = BLOCK if self.primary.local else max(1, concurrency)
         previous: asyncio.Future[list[Any]] | None = None
@@ -103,9 +103,21 @@ class BatchRunner:
                 if task is not None:
                     task.cancel()
 
-    def _warm_up(self) -> None:
-        self.pipeline.index.ensure()
-        _ = self.pipeline.model
+    async def results(self, items: Sequence[Any], configs: Sequence[RunnableConfig], *,
+                      return_exceptions: bool = False) -> list[Any]:
+        """LangChain's ``abatch``: results in input order, one run per input; a failed
+        input's typed error in its place (``return_exceptions``), else the first failure
+        raised. ``max_concurrency`` (of the first config, default 8) bounds the calls."""
+        if not items:
+            return []
+        limit = configs[0].get("max_concurrency") or 8
+        results: list[Any] = []
+        async for outcome in self.outcomes(items, concurrency=limit, configs=configs):
+            if outcome.result is None and not return_exceptions:
+                raise outcome.exception or RuntimeError("an input failed without an error")
+            results.append(outcome.result if outcome.result is not None
+                           else outcome.exception)
+        return results
 
     async def _block(self, block: list[tuple[str | None, Any]],
                      previous: asyncio.Future[list[Any]] | None) -> list[Any]:

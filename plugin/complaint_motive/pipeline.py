@@ -122,6 +122,23 @@ class Pipeline:
                 self.settings.offline_sentence_encoder)
         return self._model
 
+    def first_run_work(self) -> list[str]:
+        """What the first preparation will build or train (empty once the index folder
+        holds everything)."""
+        from .offline import MotiveModel
+
+        work = [] if self.index.is_current() else ["build the guidance and exemplar index"]
+        if self._model is None and not MotiveModel.cache_path(
+                self.settings.index_dir / "models", self.index.exemplars,
+                self.settings.offline_sentence_encoder).exists():
+            work.append("train the offline model")
+        return work
+
+    def warm_up(self) -> None:
+        """Build or open the index and the trained model now rather than on first use."""
+        self.index.ensure()
+        _ = self.model
+
     def versions(self) -> Versions:
         from .prompts import prompt_version
         from .taxonomy import load_taxonomy

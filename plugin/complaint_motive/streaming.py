@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
@@ -41,6 +41,21 @@ if TYPE_CHECKING:
     from .pipeline import Prepared
 
 _DONE = object()
+
+
+def gathered(chunks: Iterable[Any]) -> Any:
+    """An input streamed in chunks, put together as LangChain does (``+``; a chunk that
+    cannot be added replaces what came before)."""
+    whole: Any = _DONE
+    for chunk in chunks:
+        if whole is _DONE:
+            whole = chunk
+            continue
+        try:
+            whole = whole + chunk
+        except TypeError:
+            whole = chunk
+    return None if whole is _DONE else whole
 
 
 class _Drafts:
