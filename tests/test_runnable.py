@@ -226,3 +226,13 @@ def test_analyze_search_and_the_retriever_give_the_same_guidance(
     retrieved = [d.id for d in GuidanceRetriever.from_settings(
         Settings(index_dir=index_dir), k=4).invoke(text)]
     assert given == searched == retrieved
+
+
+def test_the_result_carries_the_versions_its_preparation_handed_forward(offline) -> None:
+    prepared = offline.pipeline.prepare("快递丢了,你们说怎么赔吧")
+    result = offline.pipeline.finish(prepared, offline.primary.answer(prepared))
+    meta = result.meta
+    assert (meta.prompt_version, meta.corpus_version, meta.taxonomy_version) == (
+        prepared.versions.prompt, prepared.versions.corpus, prepared.versions.taxonomy)
+    assert meta.corpus_version == offline.index.versions()["guidance"]
+    assert meta.model == f"offline/{offline.model.version}"

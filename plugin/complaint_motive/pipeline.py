@@ -27,7 +27,7 @@ from .inputs import ComplaintInput, to_input
 from .schema import Meta, ModelAnswer, MotiveAnalysis, Usage
 
 if TYPE_CHECKING:
-    from .backends import Backend, Reply
+    from .backends import Backend, Listener, Reply
     from .corpus import Chunk
     from .index import KnowledgeIndex
     from .offline import MotiveModel
@@ -195,11 +195,13 @@ class Pipeline:
     # -- backend, with the fallback as a second backend -----------------------------------
 
     def answer(self, prepared: Prepared, primary: Backend, second: Backend | None,
-               config: RunnableConfig | None = None) -> MotiveAnalysis:
+               config: RunnableConfig | None = None, *,
+               listener: Listener | None = None) -> MotiveAnalysis:
         """The primary backend's result; on a backend or validation failure, the second
-        backend's (when given), marked degraded."""
+        backend's (when given), marked degraded. ``listener`` follows the primary's
+        answer as it is written."""
         try:
-            reply = primary.answer(prepared, config)
+            reply = primary.answer(prepared, config, listener=listener)
         except (BackendError, OutputValidationError) as error:
             return self.recover(prepared, error, second, config)
         return self.finish(prepared, reply)
@@ -218,10 +220,11 @@ class Pipeline:
         return self.degraded(prepared, reply, error)
 
     async def aanswer(self, prepared: Prepared, primary: Backend, second: Backend | None,
-                      config: RunnableConfig | None = None) -> MotiveAnalysis:
+                      config: RunnableConfig | None = None, *,
+                      listener: Listener | None = None) -> MotiveAnalysis:
         """``answer`` for asyncio."""
         try:
-            reply = await primary.aanswer(prepared, config)
+            reply = await primary.aanswer(prepared, config, listener=listener)
         except (BackendError, OutputValidationError) as error:
             self.account(prepared, error)
             if second is None:

@@ -36,9 +36,6 @@ from .taxonomy import load_taxonomy
 
 if TYPE_CHECKING:
     from .analyzer import MotiveAnalyzer
-    from .backends import Backend, BackendName, Reply
-    from .backends.llm import LLMBackend
-    from .pipeline import Prepared
 
 _DONE = object()
 
@@ -87,34 +84,14 @@ class _Drafts:
             self.reply = reply
 
 
-class _Listening:
-    """The LLM backend with a listener on its first attempt (a ``Backend``)."""
-
-    name: BackendName = "llm"
-    local = False
-
-    def __init__(self, llm: LLMBackend, drafts: _Drafts) -> None:
-        self.llm, self.drafts = llm, drafts
-
-    def answer(self, prepared: Prepared, config: RunnableConfig | None = None) -> Reply:
-        return self.llm.answer(prepared, config, listener=self.drafts)
-
-    async def aanswer(self, prepared: Prepared,
-                      config: RunnableConfig | None = None) -> Reply:
-        return await self.llm.aanswer(prepared, config, listener=self.drafts)
-
-    def answer_many(self, prepared: Any) -> list[Any]:
-        return self.llm.answer_many(prepared)
-
-
-def _whole(result: MotiveAnalysis, sent: _Drafts | None) -> Iterator[AddableDict]:
+def _whole(result: MotiveAnalysis, sent: _Drafts) -> Iterator[AddableDict]:
     """The parts not streamed yet, then the result."""
-    if sent is None or not sent.labelled:
+    if not sent.labelled:
         yield AddableDict(labels={
             "primary_motive": result.primary_motive.id,
             "secondary_motives": [m.id for m in result.secondary_motives],
             "stage": result.stage.id if result.stage else None})
-    if sent is None or not sent.reply:
+    if not sent.reply:
         yield AddableDict(reply=result.reply.text)
     yield AddableDict(result=result)
 
@@ -128,29 +105,25 @@ def stream_parts(analyzer: MotiveAnalyzer, input: Any, config: RunnableConfig | 
     try:
         prepared = analyzer.pipeline.prepare(input)
         second = analyzer._second(kwargs.get("fallback"))
-        if analyzer.llm is None:
-            result = analyzer.pipeline.answer(prepared, analyzer.primary, second, child)
-            yield from _whole(result, None)
-        else:
-            parts: queue.Queue[Any] = queue.Queue()
-            drafts = _Drafts(parts.put)
-            backend: Backend = _Listening(analyzer.llm, drafts)
-            outcome: list[Any] = []
+        parts: queue.Queue[Any] = queue.Queue()
+        drafts = _Drafts(parts.put)
+        outcome: list[Any] = []
 
-            def work() -> None:
-                try:
-                    outcome.append(analyzer.pipeline.answer(prepared, backend, second, child))
-                except BaseException as error:
-                    outcome.append(error)
-                parts.put(_DONE)
+        def work() -> None:  # the backend writes; this generator hands the parts on
+            try:
+                outcome.append(analyzer.pipeline.answer(
+                    prepared, analyzer.primary, second, child, listener=drafts))
+            except BaseException as error:
+                outcome.append(error)
+            parts.put(_DONE)
 
-            threading.Thread(target=work, daemon=True).start()
-            while (part := parts.get()) is not _DONE:
-                yield part
-            if isinstance(outcome[0], BaseException):
-                raise outcome[0]
-            result = outcome[0]
-            yield from _whole(result, drafts)
+        threading.Thread(target=work, daemon=True).start()
+        while (part := parts.get()) is not _DONE:
+            yield part
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        result = outcome[0]
+        yield from _whole(result, drafts)
     except BaseException as error:
         run.on_chain_error(error)
         raise
@@ -166,26 +139,20 @@ async def astream_parts(analyzer: MotiveAnalyzer, input: Any, config: RunnableCo
     try:
         prepared = await asyncio.to_thread(analyzer.pipeline.prepare, input)
         second = analyzer._second(kwargs.get("fallback"))
-        if analyzer.llm is None:
-            result = await analyzer.pipeline.aanswer(prepared, analyzer.primary, second,
-                                                     child)
-            for part in _whole(result, None):
+        parts: asyncio.Queue[Any] = asyncio.Queue()
+        drafts = _Drafts(parts.put_nowait)
+        task = asyncio.ensure_future(analyzer.pipeline.aanswer(
+            prepared, analyzer.primary, second, child, listener=drafts))
+        task.add_done_callback(lambda _: parts.put_nowait(_DONE))
+        try:
+            while (part := await parts.get()) is not _DONE:
                 yield part
-        else:
-            parts: asyncio.Queue[Any] = asyncio.Queue()
-            drafts = _Drafts(parts.put_nowait)
-            task = asyncio.ensure_future(analyzer.pipeline.aanswer(
-                prepared, _Listening(analyzer.llm, drafts), second, child))
-            task.add_done_callback(lambda _: parts.put_nowait(_DONE))
-            try:
-                while (part := await parts.get()) is not _DONE:
-                    yield part
-            finally:
-                if not task.done():
-                    task.cancel()
-            result = task.result()
-            for part in _whole(result, drafts):
-                yield part
+        finally:
+            if not task.done():
+                task.cancel()
+        result = task.result()
+        for part in _whole(result, drafts):
+            yield part
     except BaseException as error:
         await run.on_chain_error(error)
         raise

@@ -8,9 +8,9 @@ caller allows it (``fallback="offline"``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from ..schema import ModelAnswer, Usage
     from ..validation import Checked
 
+#: Sees the answer as the backend writes it: the fields written so far.
+Listener = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -48,12 +50,15 @@ class Backend(Protocol):
     #: (``answer_many``); otherwise calls run concurrently on the event loop (``aanswer``).
     local: bool
 
-    def answer(self, prepared: Prepared, config: RunnableConfig | None = None) -> Reply:
-        """A validated reply, or a ``BackendError`` / ``OutputValidationError``."""
+    def answer(self, prepared: Prepared, config: RunnableConfig | None = None, *,
+               listener: Listener | None = None) -> Reply:
+        """A validated reply, or a ``BackendError`` / ``OutputValidationError``.
+        ``listener`` sees the answer as it is written, if the backend writes it in parts
+        (streaming); a backend that knows it at once may ignore it."""
         ...
 
-    async def aanswer(self, prepared: Prepared,
-                      config: RunnableConfig | None = None) -> Reply:
+    async def aanswer(self, prepared: Prepared, config: RunnableConfig | None = None, *,
+                      listener: Listener | None = None) -> Reply:
         """``answer`` for asyncio."""
         ...
 

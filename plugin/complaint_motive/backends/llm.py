@@ -47,7 +47,7 @@ from ..reasoning import accepts_temperature, after_thinking, parse_past_thinking
 from ..schema import ModelAnswer, Usage, model_facing_schema
 from ..settings import Settings, StructuredOutputMethod
 from ..validation import Checked, drop_unknown_labels
-from . import BackendName, Reply
+from . import BackendName, Listener, Reply
 
 if TYPE_CHECKING:
     from ..pipeline import Prepared
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Validator = Callable[[ModelAnswer], Checked]
-#: Sees the answer as the model writes it: the fields parsed so far (partial JSON).
-Listener = Callable[[dict[str, Any]], None]
 
 
 def _usage(message: Any) -> Usage:

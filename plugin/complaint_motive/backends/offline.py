@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 
 from ..errors import OutputValidationError
 from ..schema import Usage
-from . import BackendName, Reply
+from . import BackendName, Listener, Reply
 
 if TYPE_CHECKING:
     from ..offline import MotiveModel
@@ -31,15 +31,17 @@ class OfflineBackend:
     def model(self) -> MotiveModel:
         return self.pipeline.model
 
-    def answer(self, prepared: Prepared, config: RunnableConfig | None = None) -> Reply:
+    def answer(self, prepared: Prepared, config: RunnableConfig | None = None, *,
+               listener: Listener | None = None) -> Reply:
+        """The offline answer (known at once: ``listener`` is not called)."""
         from ..offline import offline_answers
 
         answer = offline_answers([(prepared.complaint, prepared.signals, prepared.chunks)],
                                  self.model)[0]
         return self._checked(prepared, answer)
 
-    async def aanswer(self, prepared: Prepared,
-                      config: RunnableConfig | None = None) -> Reply:
+    async def aanswer(self, prepared: Prepared, config: RunnableConfig | None = None, *,
+                      listener: Listener | None = None) -> Reply:
         import asyncio
 
         return await asyncio.to_thread(self.answer, prepared, config)
