@@ -30,7 +30,8 @@ from sklearn.svm import LinearSVC
 
 from complaint_motive.embeddings import normalize
 from complaint_motive.exemplars import load_exemplars
-from complaint_motive.offline import _classifier, _Features, cue_documents, find_cues
+from complaint_motive.offline import _classifier, _Features, cue_documents
+from complaint_motive.signals import find_cues
 from complaint_motive.taxonomy import load_taxonomy
 
 

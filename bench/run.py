@@ -23,9 +23,10 @@ sys.path.insert(0, str(REPO / "tests"))  # the scripted OpenAI-compatible endpoi
 
 from complaint_motive import MotiveAnalyzer  # noqa: E402
 from complaint_motive.evaluation import aevaluate  # noqa: E402
+from complaint_motive.exemplar_set import motive_votes  # noqa: E402
 from complaint_motive.exemplars import read_labelled  # noqa: E402
 from complaint_motive.index import KnowledgeIndex  # noqa: E402
-from complaint_motive.retrieval import retrieve_guidance  # noqa: E402
+from complaint_motive.retrieval import candidate_pool, steer  # noqa: E402
 from complaint_motive.schema import Usage  # noqa: E402
 from complaint_motive.settings import Settings  # noqa: E402
 from scripted_llm import ScriptedEndpoint  # noqa: E402
@@ -78,11 +79,14 @@ def bench_retrieval(folder: Path) -> None:
     index = analyzer.index
     pipeline = plain = neighbours = 0
     for item in items:
-        prepared = analyzer._prepare(item.text, with_messages=False)
+        prepared = analyzer.pipeline.prepare(item.text)
         pipeline += any(item.motive.value in c.motives for c in prepared.chunks)
         plain += any(item.motive.value in c.motives for c in index.search(item.text, 4))
-        neighbours += any(item.motive.value in c.motives
-                          for c in retrieve_guidance(index, item.text, 4))
+        # The rule search and the retriever used before they shared the pipeline's.
+        votes = [m for m, _ in motive_votes(prepared.signals.neighbours)
+                 if m not in ("unknown", "not_a_complaint")][:2]
+        pool = index.search(item.text, candidate_pool(index, 4))
+        neighbours += any(item.motive.value in c.motives for c in steer(pool, 4, votes))
     emit("retrieval.labelled_complaints", len(items), "complaints")
     emit("retrieval.recall_at_4", pipeline / len(items), "ratio")
     emit("retrieval.recall_at_4_neighbour_steered", neighbours / len(items), "ratio")
@@ -362,7 +366,7 @@ def _fully_filled_answers(folder: Path, texts: list[str]) -> list[str]:
     from complaint_motive.offline import offline_answers
 
     offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
-    ready = [offline._prepare(text, with_messages=False) for text in texts]
+    ready = [offline.pipeline.prepare(text) for text in texts]
     return [answer.model_dump_json() for answer in offline_answers(
         [(p.complaint, p.signals, p.chunks) for p in ready], offline.model)]
 

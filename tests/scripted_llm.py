@@ -102,14 +102,16 @@ def completion(seen: Seen, content: dict[str, Any] | str, *, prompt_tokens: int 
                   "total_tokens": prompt_tokens + completion_tokens}})
 
 
-def streamed(seen: Seen, done: dict[str, Any]) -> httpx.Response:
+def streamed(seen: Seen, done: dict[str, Any], pieces: int = 2) -> httpx.Response:
     """A chat.completion as the server-sent events a streaming request gets: the content
-    (or tool-call arguments) in two deltas, the finish reason, then the usage if asked."""
+    (or tool-call arguments) in ``pieces`` deltas, the finish reason, then the usage if
+    asked."""
     choice = done["choices"][0]
     message, head = choice["message"], {k: done[k] for k in ("id", "created", "model")}
     calls = message.get("tool_calls")
     text = calls[0]["function"]["arguments"] if calls else message.get("content") or ""
-    halves = [text[: len(text) // 2], text[len(text) // 2:]]
+    cuts = [len(text) * n // pieces for n in range(pieces + 1)]
+    halves = [text[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
     deltas: list[dict[str, Any]] = []
     for n, part in enumerate(halves):
         if calls:
@@ -176,6 +178,8 @@ class ScriptedEndpoint:
     default: Step | None = None
     latency: float = 0.0
     requests: list[Seen] = field(default_factory=list)
+    #: How many deltas a streamed answer comes in.
+    stream_pieces: int = 2
 
     def _respond(self, request: httpx.Request) -> httpx.Response:
         seen = Seen(json.loads(request.content))
@@ -189,7 +193,7 @@ class ScriptedEndpoint:
         response = produced if isinstance(produced, httpx.Response) else completion(
             seen, produced)
         if seen.body.get("stream") and response.status_code == 200:
-            return streamed(seen, response.json())
+            return streamed(seen, response.json(), self.stream_pieces)
         return response
 
     def handler(self, request: httpx.Request) -> httpx.Response:

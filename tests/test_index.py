@@ -12,6 +12,7 @@ from complaint_motive.cli import app
 from complaint_motive.embeddings import HashingEmbeddings
 from complaint_motive.exemplars import load_exemplars
 from complaint_motive.index import KnowledgeIndex, open_client
+from complaint_motive.pipeline import Pipeline
 from complaint_motive.retrieval import GuidanceRetriever, retrieve_guidance
 from complaint_motive.settings import Settings
 
@@ -61,7 +62,7 @@ def test_search_filters_by_motive(settings: Settings) -> None:
 
 
 def test_retriever_is_a_langchain_retriever(settings: Settings) -> None:
-    retriever = GuidanceRetriever(index=KnowledgeIndex.from_settings(settings), k=3)
+    retriever = GuidanceRetriever.from_settings(settings, k=3)
     documents = retriever.invoke("汇款失败手续费被扣了,我要退钱")
     assert len(documents) == 3
     assert {"chunk_id", "score", "section", "motives"} <= set(documents[0].metadata)
@@ -72,7 +73,7 @@ def test_steered_retrieval_favours_the_given_motive(settings: Settings) -> None:
     index = KnowledgeIndex.from_settings(settings)
     text = "我有截图为证,明明是你们的错"
     plain = index.search(text, 2)
-    steered = retrieve_guidance(index, text, 2, motives=["revenge"])
+    steered = retrieve_guidance(Pipeline(settings, index), text, 2, motives=["revenge"])
     assert not any("revenge" in c.motives for c in plain)
     assert any("revenge" in c.motives for c in steered) and len(steered) == 2
     assert steered == sorted(steered, key=lambda c: -c.score)

@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import ComplaintMotiveError, ConfigurationError
+from .errors import ConfigurationError
 from .readers import read_jsonl
 
 if TYPE_CHECKING:
-    from .analyzer import MotiveAnalyzer, Outcome, _Prepared
+    from .analyzer import MotiveAnalyzer
+    from .backends import Backend
+    from .batch_runner import Outcome
+    from .pipeline import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +78,17 @@ class BatchRun:
 
     # -- the request file ------------------------------------------------------------------
 
-    def _request_body(self, prepared: _Prepared) -> dict[str, Any]:
+    def _request_body(self, prepared: Prepared) -> dict[str, Any]:
         """What the synchronous structured-output call would send for this complaint."""
-        assert prepared.messages is not None
         bound = self.llm.structured.steps[0].steps__["raw"]  # type: ignore[attr-defined]
         kwargs = {k: v for k, v in bound.kwargs.items() if not k.startswith("ls_")}
-        body = self.llm.llm._get_request_payload(prepared.messages, **kwargs)
+        body = self.llm.llm._get_request_payload(self.llm.messages(prepared), **kwargs)
         body.pop("stream", None)
         return body
 
     def _parse(self, body: dict[str, Any]) -> dict[str, Any]:
         """A chat.completion body turned into what ``structured.invoke`` returns."""
-        from .chain import _settled
+        from .backends.llm import _settled
 
         message = self.llm.llm._create_chat_result(body).generations[0].message
         parser = self.llm.structured.steps[1]  # type: ignore[attr-defined]
@@ -103,46 +105,46 @@ class BatchRun:
 
     async def outcomes(self, items: Iterable[Any], *, concurrency: int = 8,
                        fallback: Any = None) -> list[Outcome]:
-        from .analyzer import Outcome, _failed, _unpack
+        from .batch_runner import Outcome, failed, unpack
 
-        unpacked = [_unpack(item) for item in items]
+        unpacked = [unpack(item) for item in items]
+        runner = self.analyzer.runner(fallback)
         await asyncio.to_thread(self.analyzer.warm_up)
-        prepared = await asyncio.to_thread(self.analyzer._prepare_many,
-                                           [payload for _, payload in unpacked],
-                                           with_messages=True)
+        prepared = await asyncio.to_thread(runner.prepare_block,
+                                           [payload for _, payload in unpacked])
         lines = [{"custom_id": str(index), "method": "POST", "url": ENDPOINT,
                   "body": self._request_body(ready)}
                  for index, ready in enumerate(prepared)
-                 if not isinstance(ready, ComplaintMotiveError)]
+                 if not isinstance(ready, Exception)]
         answers, failed_lines = await self._run_batch(lines) if lines else ({}, {})
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def one(index: int) -> Outcome:
             item_id, ready = unpacked[index][0], prepared[index]
             try:
-                if isinstance(ready, ComplaintMotiveError):
+                if isinstance(ready, Exception):
                     raise ready
                 result = await self._finish(ready, answers.get(str(index)),
-                                            failed_lines.get(str(index)), gate, fallback)
+                                            failed_lines.get(str(index)), gate, runner.second)
             except Exception as error:
-                return _failed(index, item_id, error)
+                return failed(index, item_id, error)
             return Outcome(index=index, id=item_id, result=result)
 
         return list(await asyncio.gather(*(one(i) for i in range(len(unpacked)))))
 
-    async def _finish(self, ready: _Prepared, body: dict[str, Any] | None,
-                      problem: str | None, gate: asyncio.Semaphore, fallback: Any) -> Any:
+    async def _finish(self, ready: Prepared, body: dict[str, Any] | None,
+                      problem: str | None, gate: asyncio.Semaphore,
+                      second: Backend | None) -> Any:
         """Validate the batch's answer; re-ask (or ask) synchronously what it lacks."""
         from .errors import BackendError, OutputValidationError
 
-        assert ready.messages is not None
-        exchange = self.llm.exchange(ready.messages, self.analyzer._validator(ready))
+        pipeline = self.analyzer.pipeline
+        exchange = self.llm.exchange(ready)
         try:
             if body is not None:
                 exchange.next_request()  # the batch's request was the first attempt
                 if (reply := exchange.receive(self._parse(body))) is not None:
-                    return self.analyzer._finish(ready, reply.checked, backend="llm",
-                                                 usage=reply.usage, attempts=reply.attempts)
+                    return pipeline.finish(ready, reply)
                 log.info("batch answer rejected; re-asking synchronously")
             elif problem:
                 log.info("batch request failed (%s); asking synchronously", problem)
@@ -152,9 +154,8 @@ class BatchRun:
             if "usage" not in error.details:  # raised by the batch answer itself
                 error.details.update(usage=exchange.usage.model_dump(),
                                      attempts=exchange.attempts)
-            return await asyncio.to_thread(self.analyzer._degrade, ready, error, fallback)
-        return self.analyzer._finish(ready, reply.checked, backend="llm", usage=reply.usage,
-                                     attempts=reply.attempts)
+            return await asyncio.to_thread(pipeline.recover, ready, error, second)
+        return pipeline.finish(ready, reply)
 
     async def _run_batch(self, lines: list[dict[str, Any]]
                          ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:

@@ -161,16 +161,19 @@ def search(text: str, k: Annotated[int, typer.Option("-k", min=1, max=50)] = 4,
            motive: Annotated[list[str] | None, typer.Option(
                help="favour guidance about this motive (repeatable)")] = None,
            log_level: LogLevel = None, verbose: Verbose = 0) -> None:
-    """Show the guidance a complaint retrieves, best first."""
+    """Show the guidance a complaint retrieves (what the model is given), best first."""
     _logging(log_level, verbose)
     from .errors import ComplaintMotiveError
     from .index import KnowledgeIndex
+    from .pipeline import Pipeline
     from .retrieval import retrieve_guidance
 
     fmt = _check_format(format)
     try:
-        chunks = retrieve_guidance(KnowledgeIndex.from_settings(_settings()), text, k,
-                                   motives=motive or ())
+        settings = _settings()
+        # The pipeline's own preparation: what the model is given for this text.
+        pipeline = Pipeline(settings, KnowledgeIndex.from_settings(settings))
+        chunks = retrieve_guidance(pipeline, text, k, motives=motive or ())
     except ComplaintMotiveError as error:
         raise _fail(error) from error
     if fmt == "json":
@@ -460,7 +463,6 @@ def _batch_items(source: Path, *, input_format: str | None, encoding: str | None
                  text_field: str | None, id_field: str | None) -> Iterator[dict[str, Any]]:
     """Every row of the file becomes one input, blank and unreadable rows included (as that
     input's error), so every row yields one output line; a repeated id is reported."""
-    from .errors import InputError
     from .readers import read_rows
 
     first_seen: dict[str, int] = {}
@@ -468,7 +470,7 @@ def _batch_items(source: Path, *, input_format: str | None, encoding: str | None
         fallback_id = f"line-{row.line}"
         if row.record is None:
             problem = row.problem or f"line {row.line}: blank line, nothing to analyse"
-            yield {"id": fallback_id, "line": row.line, "text": InputError(problem)}
+            yield _rejected(fallback_id, row.line, problem)
             continue
         record = dict(row.record)
         if text_field and text_field in record:
@@ -476,12 +478,15 @@ def _batch_items(source: Path, *, input_format: str | None, encoding: str | None
         if id_field and id_field in record:
             record["id"] = record.pop(id_field)
         item_id = fallback_id if record.get("id") is None else str(record["id"])
-        if item_id in first_seen:
-            record["text"] = InputError(f"line {row.line}: repeated id {item_id!r} (first on "
-                                        f"line {first_seen[item_id]})")
-        elif record.get("text", record.get("turns")) is None:
-            record["text"] = InputError(f"line {row.line}: no 'text' or 'turns'")
+        repeated = first_seen.get(item_id)
         first_seen.setdefault(item_id, row.line)
+        if repeated is not None:
+            yield _rejected(item_id, row.line, f"line {row.line}: repeated id {item_id!r} "
+                            f"(first on line {repeated})")
+            continue
+        if record.get("text", record.get("turns")) is None:
+            yield _rejected(item_id, row.line, f"line {row.line}: no 'text' or 'turns'")
+            continue
         # The analyzer reads text, turns and language; the rest of the row is not its business.
         item: dict[str, Any] = {"id": item_id, "line": row.line}
         if record.get("text") is not None:
@@ -491,6 +496,14 @@ def _batch_items(source: Path, *, input_format: str | None, encoding: str | None
         if record.get("language"):
             item["language"] = record["language"]
         yield item
+
+
+def _rejected(item_id: str, line: int, problem: str) -> dict[str, Any]:
+    """A row that cannot be analysed: it keeps its place, and its error is its output."""
+    from .batch_runner import Rejected
+    from .errors import InputError
+
+    return {"id": item_id, "line": line, "rejected": Rejected(InputError(problem), item_id)}
 
 
 async def _analyze_file(analyzer: MotiveAnalyzer, items: list[dict[str, Any]],
@@ -511,7 +524,8 @@ async def _analyze_file(analyzer: MotiveAnalyzer, items: list[dict[str, Any]],
     sink.open()
     try:
         with progress(len(todo), "analysing", disable=quiet or sink.target is None) as advance:
-            outcomes = run(todo, concurrency=concurrency)
+            outcomes = run([item.get("rejected") or item for item in todo],
+                           concurrency=concurrency)
             # Outcomes come in input order, each as soon as it and everything before it is
             # done: every line is written at once, so an interrupted run keeps its work.
             async for outcome in outcomes:

@@ -29,8 +29,8 @@ from .vocab import Level, level_of_rank, level_rank
 if TYPE_CHECKING:
     from .corpus import Chunk
     from .inputs import ComplaintInput
-    from .offline import Signals
     from .settings import Settings
+    from .signals import Signals
 
 
 def confidence_level(*, score: float, agreement: float, evidence: bool,

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from .corpus import Chunk, chunk_guidance, corpus_version
 from .embeddings import embedding_model_name, embeddings_from_settings
 from .errors import IndexStoreError
-from .exemplars import LabelledComplaint, load_exemplars
+from .exemplar_set import ExemplarSet
+from .exemplars import LabelledComplaint
 from .taxonomy import load_taxonomy
 
 if TYPE_CHECKING:
@@ -101,8 +102,7 @@ class KnowledgeIndex:
         self.embeddings = embeddings
         self.model_slug = re.sub(r"[^a-zA-Z0-9.-]+", "-", embedding_model_name(embeddings))
         self._lock_path = lock_path
-        self._exemplars = list(exemplars) if exemplars is not None else None
-        self._local_exemplars = local_exemplars
+        self.exemplar_set = ExemplarSet(exemplars, local=local_exemplars)
         self._collections: dict[str, Collection] = {}
         self._versions: dict[str, str] | None = None
         self._guidance_count: int | None = None
@@ -124,11 +124,7 @@ class KnowledgeIndex:
     @property
     def exemplars(self) -> list[LabelledComplaint]:
         """The bundled exemplars plus the local ones (imported corrections)."""
-        if self._exemplars is None:
-            local = self._local_exemplars
-            self._exemplars = load_exemplars() + (
-                load_exemplars(local) if local is not None and local.exists() else [])
-        return self._exemplars
+        return self.exemplar_set.items
 
     def versions(self) -> dict[str, str]:
         """The content version each collection must have."""
@@ -137,10 +133,8 @@ class KnowledgeIndex:
         return self._versions
 
     def _compute_versions(self) -> dict[str, str]:
-        exemplar_digest = hashlib.sha256(
-            "\n".join(e.model_dump_json() for e in self.exemplars).encode()).hexdigest()[:16]
         guidance = hashlib.sha256(f"{corpus_version()}/{GUIDANCE_RECIPE}".encode()).hexdigest()
-        return {"guidance": guidance[:16], "exemplars": exemplar_digest}
+        return {"guidance": guidance[:16], "exemplars": self.exemplar_set.version}
 
     def ensure(self, *, rebuild: bool = False) -> list[BuildReport]:
         """Build what is missing or out of date; a no-op when everything is current."""

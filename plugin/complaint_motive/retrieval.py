@@ -1,41 +1,50 @@
-"""Retrieval of guidance for a complaint, as a LangChain ``BaseRetriever``.
+"""Retrieval of guidance for a complaint, steered by one rule, and as a LangChain
+``BaseRetriever``.
 
 Guidance is written in a trainer's abstract vocabulary and complaints in a customer's
 concrete one, so a plain nearest-neighbour search over guidance misses often (bench/ shows
-how often). The retriever therefore looks first at the labelled exemplars nearest to the
-complaint — complaint against complaint, where similarity works — and lets their motives
-steer the guidance search: chunks about the neighbours' leading motives come first, then
-the best unfiltered matches.
+how often). Retrieval is therefore steered: half the slots go to chunks about the offline
+classifier's two likeliest motives, the rest to the best plain matches. ``analyze``,
+``complaint-motive search`` and ``GuidanceRetriever`` all retrieve through the pipeline's
+preparation (``Pipeline.prepare``), so each shows what the model is given for a text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
-from .index import KnowledgeIndex, RetrievedChunk, RetrievedExemplar
+from .corpus import Chunk
+from .index import KnowledgeIndex
+from .settings import Settings
 from .taxonomy import load_taxonomy
 
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .signals import Signals
 
-def motive_votes(neighbours: Sequence[RetrievedExemplar]) -> list[tuple[str, float]]:
-    """Neighbours' motives weighted by similarity, as shares summing to 1, best first."""
-    votes: dict[str, float] = {}
-    for neighbour in neighbours:
-        votes[neighbour.motive] = votes.get(neighbour.motive, 0.0) + max(neighbour.score, 0.0)
-    total = sum(votes.values()) or 1.0
-    return sorted(((m, w / total) for m, w in votes.items()), key=lambda pair: -pair[1])
+#: How many of the classifier's likeliest motives steer retrieval.
+STEERING_MOTIVES = 2
 
 
-def steer(candidates: Sequence[RetrievedChunk], k: int, motives: Sequence[str],
-          ) -> list[RetrievedChunk]:
+def steering_motives(signals: Signals, count: int = STEERING_MOTIVES) -> list[str]:
+    """The steering rule: the classifier's likeliest real motives (not ``unknown`` or
+    ``not_a_complaint``), best first."""
+    taxonomy = load_taxonomy()
+    return [a.id for a in signals.motives if taxonomy.is_motive(a.id)][:count]
+
+
+def steer(candidates: Sequence[Chunk], k: int, motives: Sequence[str],
+          ) -> list[Chunk]:
     """Pick ``k`` chunks from ``candidates`` (best first): half the slots for chunks about
     ``motives`` (split between them, in order), the rest for the best of the others."""
     favoured_slots = max(1, k // 2) if motives else 0
-    chosen: dict[str, RetrievedChunk] = {}
+    chosen: dict[str, Chunk] = {}
     for rank, motive in enumerate(motives):
         quota = (favoured_slots - len(chosen) if rank == len(motives) - 1
                  else max(1, favoured_slots // len(motives)))
@@ -53,32 +62,18 @@ def candidate_pool(index: KnowledgeIndex, k: int) -> int:
     return min(index.guidance_count(), max(8 * k, 24))
 
 
-def retrieve_guidance(index: KnowledgeIndex, text: str, k: int = 4, *,
-                      neighbours: Sequence[RetrievedExemplar] | None = None,
-                      motives: Sequence[str] = (), hint_motives: int = 2,
-                      ) -> list[RetrievedChunk]:
-    """The ``k`` guidance chunks for ``text``.
-
-    ``motives`` pins the motives to favour (e.g. an analyzer's prediction); otherwise the
-    leading motives among the nearest exemplars (``neighbours``, looked up when not given)
-    are used. Half the slots go to favoured motives, the rest to the best plain matches.
-    """
-    vector = index.embed([text])
-    if not motives:
-        if neighbours is None:
-            neighbours = index.similar_exemplars_many(vector, 8)[0]
-        taxonomy = load_taxonomy()
-        motives = [m for m, _ in motive_votes(neighbours) if taxonomy.is_motive(m)
-                   ][:hint_motives]
-    candidates = index.search_many(vector, candidate_pool(index, k))[0]
-    return steer(candidates, k, motives)
+def retrieve_guidance(pipeline: Pipeline, text: str, k: int = 4, *,
+                      motives: Sequence[str] = ()) -> list[Chunk]:
+    """The ``k`` guidance chunks the model is given for ``text`` (guarded as ``analyze``
+    guards it); ``motives`` pins the motives to favour instead of the classifier's."""
+    return pipeline.prepare(text, k=k, motives=motives).chunks
 
 
 class GuidanceRetriever(BaseRetriever):
-    """LangChain retriever over the guidance; each ``Document`` carries the chunk's metadata
-    and its score.
+    """LangChain retriever over the guidance, steered as ``analyze`` steers it; each
+    ``Document`` carries the chunk's metadata and its score.
 
-    >>> retriever = GuidanceRetriever(index=KnowledgeIndex.from_settings())  # doctest: +SKIP
+    >>> retriever = GuidanceRetriever.from_settings(Settings())            # doctest: +SKIP
     >>> retriever.invoke("退款到现在还没到账")[0].metadata["chunk_id"]     # doctest: +SKIP
     'motives-and-purposes#remedy'
     """
@@ -86,12 +81,26 @@ class GuidanceRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     index: KnowledgeIndex
+    settings: Settings
+    """Where the trained classifier is kept, and the guards' limits."""
     k: int = 4
     motives: tuple[str, ...] = ()
-    """Favour chunks about these motives; empty: let the nearest exemplars decide."""
+    """Favour chunks about these motives; empty: the classifier's likeliest, as in
+    ``analyze``."""
+    _pipeline: Pipeline | None = PrivateAttr(None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **fields: object) -> GuidanceRetriever:
+        return cls(index=KnowledgeIndex.from_settings(settings), settings=settings,
+                   **fields)  # type: ignore[arg-type]
 
     def _get_relevant_documents(self, query: str, *,
                                 run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        if self._pipeline is None:
+            from .pipeline import Pipeline
+
+            self._pipeline = Pipeline(self.settings, self.index)
         return [Document(page_content=c.text, id=c.chunk_id,
                          metadata=c.model_dump(exclude={"text"}))
-                for c in retrieve_guidance(self.index, query, self.k, motives=self.motives)]
+                for c in retrieve_guidance(self._pipeline, query, self.k,
+                                           motives=self.motives)]

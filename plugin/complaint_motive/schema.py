@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from .taxonomy import (
     FrameworkView,
@@ -226,3 +226,25 @@ class MotiveAnalysis(BaseModel):
     reply: Reply
     citations: list[Citation]
     meta: Meta
+
+
+# -- what the analyzer takes (its Runnable input schema) ------------------------------
+
+class InputTurn(BaseModel):
+    role: str = Field("customer", description="customer or agent (客户 / 客服 too)")
+    text: str
+
+
+class ComplaintRecord(BaseModel):
+    """A complaint with what a helpdesk knows about it."""
+
+    id: str | None = None
+    text: str | None = Field(None, description="the complaint, or a '[1] 客户: …' transcript")
+    turns: list[InputTurn] | None = Field(None, description="a conversation instead of text")
+    language: Language | None = Field(None, description="the reply's language")
+    channel: str | None = Field(None, description="where it was written (the taxonomy's "
+                                "channels): review, social_post, regulator_filing, …")
+
+
+class AnalyzerInput(RootModel[str | list[InputTurn] | ComplaintRecord]):
+    """What ``invoke`` takes: a text (or transcript), a list of turns, or a record."""

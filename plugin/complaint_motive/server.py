@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import __version__
 from .analyzer import MotiveAnalyzer, Outcome
+from .batch_runner import Rejected
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -81,10 +82,10 @@ class BatchRequest(BaseModel):
         "items": {"$ref": "#/components/schemas/AnalyzeRequest"}})
     concurrency: int = Field(8, ge=1, le=64)
 
-    def records(self) -> list[dict[str, Any]]:
-        """What the analyzer takes, per item; an invalid item carries its ``InputError`` in
-        its text, which the analyzer returns as that item's outcome."""
-        records = []
+    def records(self) -> list[dict[str, Any] | Rejected]:
+        """What the analyzer takes, per item; an invalid item is ``Rejected`` with its
+        ``InputError``, which becomes that item's outcome."""
+        records: list[dict[str, Any] | Rejected] = []
         for number, item in enumerate(self.items, start=1):
             try:
                 records.append(AnalyzeRequest.model_validate(item).record())
@@ -92,8 +93,8 @@ class BatchRequest(BaseModel):
                 first = error.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "item"
                 item_id = item.get("id") if isinstance(item, dict) else None
-                records.append({"id": item_id if isinstance(item_id, str) else None,
-                                "text": InputError(f"item {number}: {where}: {first['msg']}")})
+                records.append(Rejected(InputError(f"item {number}: {where}: {first['msg']}"),
+                                        item_id if isinstance(item_id, str) else None))
         return records
 
 

@@ -1,5 +1,8 @@
 """The LLM backend: one structured-output call per complaint through ``ChatOpenAI``.
 
+Each attempt is a child run of the caller's run (``config``), named ``answer`` or
+``re-ask``, so a trace shows the analyzer, its model calls and its re-asks.
+
 LangChain does not re-ask when an answer fails validation, so the bounded re-ask is here:
 the problems go back to the model once, then a typed error. Token usage is summed over
 every attempt and reported even when the call finally fails. Retries, the rate-limit
@@ -16,51 +19,42 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import patch_config
 from pydantic import ValidationError
 
-from .errors import (
+from ..errors import (
     BackendError,
     ComplaintMotiveError,
     ConfigurationError,
     OutputTruncatedError,
     OutputValidationError,
 )
-from .limits import (
+from ..limits import (
     CallLimits,
     CircuitBreaker,
     bound_requests,
     check_answer,
     method_rejection,
 )
-from .prompts import reask_text
-from .reasoning import accepts_temperature, after_thinking, parse_past_thinking
-from .schema import ModelAnswer, Usage, model_facing_schema
-from .settings import Settings, StructuredOutputMethod
-from .validation import Checked, drop_unknown_labels
+from ..prompts import reask_text
+from ..reasoning import accepts_temperature, after_thinking, parse_past_thinking
+from ..schema import ModelAnswer, Usage, model_facing_schema
+from ..settings import Settings, StructuredOutputMethod
+from ..validation import Checked, drop_unknown_labels
+from . import BackendName, Listener, Reply
+
+if TYPE_CHECKING:
+    from ..pipeline import Prepared
 
 log = logging.getLogger(__name__)
 
 Validator = Callable[[ModelAnswer], Checked]
-
-
-@dataclass
-class LLMReply:
-    """A valid answer, as repaired (``checked``), with the usage of every attempt."""
-
-    checked: Checked
-    usage: Usage
-    attempts: int
-
-    @property
-    def answer(self) -> ModelAnswer:
-        return self.checked.answer
 
 
 def _usage(message: Any) -> Usage:
@@ -173,8 +167,8 @@ class _Exchange:
     what it is asked to fix."""
 
     def __init__(self, messages: list[BaseMessage], validate: Validator, *,
-                 attempts_allowed: int) -> None:
-        self.messages, self.validate = messages, validate
+                 attempts_allowed: int, model: str) -> None:
+        self.messages, self.validate, self.model = messages, validate, model
         self.attempts_allowed = attempts_allowed
         self.attempts = 0
         self.usage = Usage()
@@ -202,7 +196,11 @@ class _Exchange:
                          "explanations, a short reply"]
         log.info("answer cut off at the output bound (attempt %d)", self.attempts)
 
-    def receive(self, out: dict[str, Any]) -> LLMReply | None:
+    def attempt_config(self, config: RunnableConfig | None) -> RunnableConfig:
+        """The caller's config for this attempt's model call, so its run is named."""
+        return patch_config(config, run_name="answer" if self.attempts <= 1 else "re-ask")
+
+    def receive(self, out: dict[str, Any]) -> Reply | None:
         """The reply when the answer is valid (after repair); otherwise remember why, and
         the answer itself, for the re-ask."""
         raw, usage = out.get("raw"), out.get("cut_off_usage") or _usage(out.get("raw"))
@@ -231,7 +229,7 @@ class _Exchange:
                 checked.repairs[:0] = repairs
                 self.problems = checked.problems
                 if not self.problems:
-                    return LLMReply(checked, self.usage, self.attempts)
+                    return Reply(checked, self.usage, self.attempts, "llm", self.model)
         else:
             refusal = getattr(raw, "additional_kwargs", {}).get("refusal")
             self.problems = [f"the model refused: {refusal}" if refusal else
@@ -263,6 +261,9 @@ class LLMBackend:
     clients the ``openai`` package uses.
     """
 
+    name: BackendName = "llm"
+    local = False
+
     #: (base URL, model) → the method ``auto`` settled on, for the life of the process.
     _chosen: ClassVar[dict[tuple[str | None, str], StructuredOutputMethod]] = {}
     _chosen_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -292,8 +293,11 @@ class LLMBackend:
                         **settings.extra_body} or None,
             api_key=settings.openai_api_key or "not-needed",  # local servers take any key
             base_url=settings.openai_base_url, timeout=settings.timeout,
+            # ``streaming=False`` set explicitly would refuse ``stream()`` too, and
+            # ``MotiveAnalyzer.stream`` streams whatever the setting says.
+            **({"streaming": True} if settings.stream else {}),
             max_retries=0,  # retries are ours (limits.CallLimits), shared across calls
-            streaming=settings.stream, stream_usage=settings.stream or None,
+            stream_usage=settings.stream or None,
             # Our own clients (they carry the deadline), so langchain's OPENAI_PROXY
             # handling moves here: it refuses a proxy beside given clients.
             openai_proxy=None,
@@ -411,24 +415,42 @@ class LLMBackend:
                 self._chosen.setdefault(self._endpoint, method)
             log.info("structured_output=auto: the endpoint accepts %s", method)
 
-    def exchange(self, messages: list[BaseMessage], validate: Validator) -> _Exchange:
-        """A new re-ask loop for ``messages`` (the Batch API feeds it its first answer)."""
-        exchange = _Exchange(messages, validate, attempts_allowed=self.settings.reask + 1)
+    def messages(self, prepared: Prepared) -> list[BaseMessage]:
+        """The request for a prepared complaint: its guidance, its nearest exemplars."""
+        from ..prompts import build_messages
+
+        return build_messages(prepared.complaint, prepared.chunks,
+                              prepared.signals.neighbours[:self.settings.exemplars_k],
+                              schema_in_prompt=self.schema_in_prompt)
+
+    def exchange(self, prepared: Prepared) -> _Exchange:
+        """A new re-ask loop for ``prepared`` (the Batch API feeds it its first answer)."""
+        exchange = _Exchange(self.messages(prepared), prepared.check,
+                             attempts_allowed=self.settings.reask + 1, model=self.model_name)
         exchange.max_tokens = self.settings.max_tokens
         exchange.output_bound = f"{self.settings.token_limit_field}={self.settings.max_tokens}"
         return exchange
 
-    def answer(self, messages: list[BaseMessage], validate: Validator,
-               config: RunnableConfig | None = None) -> LLMReply:
-        exchange = self.exchange(messages, validate)
+    def answer(self, prepared: Prepared, config: RunnableConfig | None = None, *,
+               listener: Listener | None = None) -> Reply:
+        """A valid answer after repair and at most ``reask`` re-asks, or a typed error.
+        ``listener``: the first attempt is streamed, and it sees the answer as it grows."""
+        exchange = self.exchange(prepared)
         while (request := exchange.next_request()) is not None:
+            attempt = exchange.attempt_config(config)
+            listening = listener if exchange.attempts == 1 else None
             while True:  # again with the next method when auto meets a rejection
                 method = self.method
 
                 def send(request: list[BaseMessage] = request,
-                         method: StructuredOutputMethod = method) -> dict[str, Any]:
+                         method: StructuredOutputMethod = method,
+                         attempt: RunnableConfig = attempt,
+                         listening: Listener | None = listening) -> dict[str, Any]:
+                    runnable = self._runnable(method)
                     try:
-                        return _settled(self._runnable(method).invoke(request, config=config))
+                        if listening is not None:
+                            return _settled(_streamed(runnable, request, attempt, listening))
+                        return _settled(runnable.invoke(request, config=attempt))
                     except Exception as error:
                         return _cut_off(error)
 
@@ -444,22 +466,40 @@ class LLMBackend:
                 return reply
         raise exchange.invalid()
 
-    async def aanswer(self, messages: list[BaseMessage], validate: Validator,
-                      config: RunnableConfig | None = None) -> LLMReply:
-        return await self.acontinue(self.exchange(messages, validate), config)
+    async def aanswer(self, prepared: Prepared, config: RunnableConfig | None = None, *,
+                      listener: Listener | None = None) -> Reply:
+        """``answer`` for asyncio."""
+        return await self.acontinue(self.exchange(prepared), config, listener=listener)
 
-    async def acontinue(self, exchange: _Exchange,
-                        config: RunnableConfig | None = None) -> LLMReply:
+    def answer_many(self, prepared: Sequence[Prepared]) -> list[Reply | Exception]:
+        """Replies one after another (batches run ``aanswer`` concurrently instead)."""
+        replies: list[Reply | Exception] = []
+        for ready in prepared:
+            try:
+                replies.append(self.answer(ready))
+            except Exception as error:
+                replies.append(error)
+        return replies
+
+    async def acontinue(self, exchange: _Exchange, config: RunnableConfig | None = None,
+                        *, listener: Listener | None = None) -> Reply:
         """Run ``exchange`` to a valid answer or a typed error, from wherever it stands."""
         while (request := exchange.next_request()) is not None:
+            attempt = exchange.attempt_config(config)
+            listening = listener if exchange.attempts == 1 else None
             while True:  # again with the next method when auto meets a rejection
                 method = self.method
 
                 async def send(request: list[BaseMessage] = request,
-                               method: StructuredOutputMethod = method) -> dict[str, Any]:
+                               method: StructuredOutputMethod = method,
+                               attempt: RunnableConfig = attempt,
+                               listening: Listener | None = listening) -> dict[str, Any]:
+                    runnable = self._arunnable(method)
                     try:
-                        return _settled(await self._arunnable(method).ainvoke(
-                            request, config=config))
+                        if listening is not None:
+                            return _settled(await _astreamed(runnable, request, attempt,
+                                                             listening))
+                        return _settled(await runnable.ainvoke(request, config=attempt))
                     except Exception as error:  # cancellation is a BaseException
                         return _cut_off(error)
 
@@ -495,3 +535,55 @@ def _settled(out: dict[str, Any]) -> dict[str, Any]:
     model's ``<think>`` block kept out of the parsed answer."""
     check_answer(out)
     return parse_past_thinking(out)
+
+
+# -- streaming: the same request and parser, the answer seen as it is written ------------
+
+def _parts(runnable: Any) -> tuple[Any, Any]:
+    """The chat model bound to the structured-output request, and the parser after it
+    (``with_structured_output(include_raw=True)`` is ``{"raw": model} | parser``)."""
+    return runnable.steps[0].steps__["raw"], runnable.steps[1]
+
+
+def _so_far(message: Any) -> dict[str, Any]:
+    """The answer's fields parsed from what has arrived (a tool call's arguments, or the
+    content past any ``<think>`` block)."""
+    from langchain_core.utils.json import parse_partial_json
+
+    if getattr(message, "tool_call_chunks", None):
+        calls = getattr(message, "tool_calls", None) or []
+        args = calls[0].get("args") if calls else None
+        return args if isinstance(args, dict) else {}
+    content = message.content if isinstance(message.content, str) else ""
+    try:
+        parsed = parse_partial_json(after_thinking(content)) if content else None
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _streamed(runnable: Any, request: list[BaseMessage], config: RunnableConfig,
+              listener: Listener) -> dict[str, Any]:
+    """``runnable.invoke(request)``, streamed: ``listener`` sees each step of the answer."""
+    from langchain_core.messages import message_chunk_to_message
+
+    model, parser = _parts(runnable)
+    message: Any = None
+    for chunk in model.stream(request, config, stream_usage=True):
+        message = chunk if message is None else message + chunk
+        listener(_so_far(message))
+    return parser.invoke({"raw": message_chunk_to_message(message)})  # type: ignore[no-any-return]
+
+
+async def _astreamed(runnable: Any, request: list[BaseMessage], config: RunnableConfig,
+                     listener: Listener) -> dict[str, Any]:
+    """``_streamed`` for asyncio."""
+    from langchain_core.messages import message_chunk_to_message
+
+    model, parser = _parts(runnable)
+    message: Any = None
+    async for chunk in model.astream(request, config, stream_usage=True):
+        message = chunk if message is None else message + chunk
+        listener(_so_far(message))
+    return await parser.ainvoke(  # type: ignore[no-any-return]
+        {"raw": message_chunk_to_message(message)})
