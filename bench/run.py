@@ -359,16 +359,25 @@ def _abandoned_then_next(base_url: str, *, stream: bool) -> float:
     return time.perf_counter() - started
 
 
-def _fully_filled_answers(folder: Path, texts: list[str]) -> list[str]:
-    """What a model writes when it fills every field the way the offline analyzer does:
-    the answer before it was made lean (the taxonomy's handling steps and avoid list in
-    full), as JSON."""
+def _offline_answers_lean_and_full(folder: Path, texts: list[str]
+                                   ) -> tuple[list[str], list[str]]:
+    """What a model writes when it fills every field the way the offline analyzer does, as
+    JSON: the lean answer, and the answer before it was made lean (the same, plus the
+    taxonomy's handling steps and do-not-say list in full, which enrichment now adds)."""
+    import json
+
     from complaint_motive.offline import offline_answers
 
     offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
     ready = [offline.pipeline.prepare(text) for text in texts]
-    return [answer.model_dump_json() for answer in offline_answers(
-        [(p.complaint, p.signals, p.chunks) for p in ready], offline.model)]
+    answers = offline_answers([(p.complaint, p.signals, p.chunks) for p in ready],
+                              offline.model)
+    lean = [answer.model_dump(mode="json") for answer in answers]
+    full = [{**answer, "handling_steps": result.handling.steps,
+             "avoid": result.handling.avoid}
+            for answer, result in zip(lean, map(offline.analyze, texts), strict=True)]
+    return ([json.dumps(a, ensure_ascii=False) for a in lean],
+            [json.dumps(a, ensure_ascii=False) for a in full])
 
 
 def bench_real_llm(folder: Path) -> None:
@@ -432,12 +441,18 @@ def bench_real_llm(folder: Path) -> None:
         emit("real_llm.results", len(items) - sum(failures.values()), f"of {len(items)}")
         for kind, count in sorted(failures.items()):
             emit(f"real_llm.failed.{kind}", count, f"of {len(items)}")
-        # Before the lean answer, in the server's own tokenizer: the same complaints' answers
-        # filled in full.
-        full = [httpx.post(f"{base_url.removesuffix('/v1')}/extras/tokenize/count",
-                           json={"input": answer}, timeout=60).json()["count"]
-                for answer in _fully_filled_answers(folder, [item.text for item in items])]
-        emit("real_llm.full_answer_tokens_p50_before_lean", statistics.median(full), "tokens")
+        # The lean answer against the answer before it, in the server's own tokenizer, for
+        # the same complaints (filled by the offline analyzer: this model's own answers are
+        # mostly padding).
+        def tokens(text: str) -> int:
+            return int(httpx.post(f"{base_url.removesuffix('/v1')}/extras/tokenize/count",
+                                  json={"input": text}, timeout=60).json()["count"])
+
+        lean, full = _offline_answers_lean_and_full(folder, [item.text for item in items])
+        emit("real_llm.filled_answer_tokens_p50.lean", statistics.median(map(tokens, lean)),
+             "tokens")
+        emit("real_llm.filled_answer_tokens_p50.before_lean",
+             statistics.median(map(tokens, full)), "tokens")
         for stream in (False, True):
             waited = _abandoned_then_next(base_url, stream=stream)
             emit(f"real_llm.next_request_wait_after_abandoned_"
@@ -546,12 +561,13 @@ def bench_prompt(folder: Path) -> None:
             emit(f"prompt.{method}.{name}_tokens_p50",
                  statistics.median(map(count, prompts)), "tokens")
             emit(f"prompt.{method}.shared_prefix_{name}_tokens", count(shared), "tokens")
-    filled = _fully_filled_answers(folder, [item.text for item in items[:20]])
-    emit("completion.offline_filled_answer.chars_p50", statistics.median(map(len, filled)),
-         "chars")
-    for name, count in counters.items():
-        emit(f"completion.offline_filled_answer.{name}_tokens_p50",
-             statistics.median(map(count, filled)), "tokens")
+    lean, full = _offline_answers_lean_and_full(folder, [item.text for item in items[:20]])
+    for label, filled in (("lean", lean), ("before_lean", full)):
+        emit(f"completion.offline_filled_answer.{label}.chars_p50",
+             statistics.median(map(len, filled)), "chars")
+        for name, count in counters.items():
+            emit(f"completion.offline_filled_answer.{label}.{name}_tokens_p50",
+                 statistics.median(map(count, filled)), "tokens")
     answers = [json.dumps(good_answer(seen), ensure_ascii=False)
                for seen in (Seen(s.body) for s in endpoint.requests)]
     emit("completion.scripted_good_answer.chars_p50", statistics.median(map(len, answers)),

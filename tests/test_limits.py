@@ -172,10 +172,11 @@ def test_half_open_breaker_admits_exactly_one_trial_call(index_dir) -> None:
             with pytest.raises(BackendError):
                 await analyzer.aanalyze(COMPLAINT)
         tasks = [asyncio.ensure_future(analyzer.aanalyze(COMPLAINT)) for _ in range(5)]
-        for _ in range(3000):  # until the four refused calls have returned
-            if sum(t.done() for t in tasks) >= 4:
+        for _ in range(3000):  # until four calls were refused and the trial has arrived
+            if sum(t.done() for t in tasks) >= 4 and endpoint.arrived > 2:
                 break
             await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # room for a second call to arrive, were one let through
         in_flight = endpoint.arrived - 2
         endpoint.release.set()
         return in_flight, await asyncio.gather(*tasks, return_exceptions=True)
