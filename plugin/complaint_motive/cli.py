@@ -715,6 +715,34 @@ def serve(host: str = "127.0.0.1", port: int = 8080,
                 port=port)
 
 
+@app.command()
+def mcp(transport: Annotated[str, typer.Option(help="stdio (a desktop client starts the "
+                                               "server) or http (streamable HTTP at /mcp)")]
+        = "stdio",
+        host: str = "127.0.0.1", port: int = 8000,
+        token: Annotated[str | None, typer.Option(
+            envvar="COMPLAINT_MOTIVE_TOKEN", help="http: require this bearer token")] = None,
+        log_level: LogLevel = None, verbose: Verbose = 0) -> None:
+    """Serve the analyzer to copilots and agents over MCP (needs the 'mcp' extra)."""
+    _logging(log_level, verbose)
+    if transport not in ("stdio", "http"):
+        raise _usage("--transport must be stdio or http")
+    try:
+        from .mcp_server import serve as serve_mcp
+    except ImportError as error:
+        raise _fail(ValueError("the MCP server needs: pip install "
+                               "'complaint-motive[mcp]'")) from error
+    from .errors import ComplaintMotiveError
+
+    try:  # stdout is the protocol's on stdio: every note goes to stderr
+        analyzer = _analyzer()
+        analyzer.warm_up()
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    serve_mcp(analyzer, transport=transport,  # type: ignore[arg-type]
+              host=host, port=port, token=token)
+
+
 def main() -> None:
     app()
 
