@@ -106,10 +106,10 @@ def _tool_error(name: str, error: ToolError) -> ToolError:
     if isinstance(cause, ComplaintMotiveError):
         return ToolError(error_text(cause))
     if isinstance(cause, PydanticValidationError):  # arguments outside the tool's schema
-        first = cause.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "arguments"
+        from .readers import validation_summary
+
         # pydantic's full message quotes the value, which may be the complaint.
-        return ToolError(error_text(InputError(f"{where}: {first['msg']}")))
+        return ToolError(error_text(InputError(validation_summary(cause))))
     if cause is None:  # the SDK's own (an unknown tool): no complaint in it
         return error
     frame = traceback.extract_tb(cause.__traceback__)[-1] if cause.__traceback__ else None

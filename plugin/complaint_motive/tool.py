@@ -130,8 +130,10 @@ def analyzer_tool(analyzer: MotiveAnalyzer, *, name: str = TOOL_NAME,
 def _invalid_arguments(error: Exception) -> str:
     """Arguments that do not fit the schema, as an input error naming the field (pydantic's
     own message would quote the value, which may be the complaint)."""
-    errors = error.errors() if hasattr(error, "errors") else []
-    if not errors:
+    from pydantic import ValidationError
+
+    from .readers import validation_summary
+
+    if not isinstance(error, ValidationError):
         return "input: the arguments do not fit the tool's schema"
-    where = ".".join(str(part) for part in errors[0]["loc"]) or "arguments"
-    return f"input: {where}: {errors[0]['msg']}"
+    return error_text(InputError(validation_summary(error)))
