@@ -214,7 +214,7 @@ def _search(analyzer: MotiveAnalyzer, query: str | None, motive: str | None,
     if not (query and query.strip()):
         about = load_taxonomy().motive(str(motive))
         query = f"{about.zh} {about.definition}"
-    chunks = retrieve_guidance(analyzer.index, query, k,
+    chunks = retrieve_guidance(analyzer.pipeline, query, k,
                                motives=[motive] if motive else ())
     return GuidanceSearch(query=query, motive=motive, citations=[GuidanceCitation(
         chunk_id=c.chunk_id, title=c.title, section=c.section, source=c.source,

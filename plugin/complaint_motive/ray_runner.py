@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
 
-    from .analyzer import Fallback, MotiveAnalyzer, Outcome
+    from .analyzer import MotiveAnalyzer, Outcome
     from .settings import Settings
+    from .vocab import Fallback
 
 #: What each output row holds: the input's id, then the result or the error as JSON text.
 OUTPUT_COLUMNS = ("id", "result", "error")
