@@ -24,13 +24,14 @@ import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import ComplaintMotiveError, ConfigurationError, InputError
+from .errors import ConfigurationError, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
 
     from .analyzer import MotiveAnalyzer, Outcome
+    from .batch_runner import Rejected
     from .settings import Settings
     from .vocab import Fallback
 
@@ -103,17 +104,19 @@ class AnalyzeBatch:
                                for o in outcomes], pa.string())})
 
 
-def _record(row: dict[str, Any]) -> dict[str, Any]:
+def _record(row: dict[str, Any]) -> dict[str, Any] | Rejected:
     """A row as the analyzer's record: only the fields that hold something (a Parquet row of
     a text complaint has ``turns`` null, and the other way round)."""
+    from .batch_runner import Rejected
+
     record = {k: v for k, v in row.items() if v is not None and k != "id"}
     if isinstance(record.get("turns"), str):  # turns sent as JSON text
         try:
             record["turns"] = json.loads(record["turns"])
         except json.JSONDecodeError:
-            record["text"] = InputError("'turns' is neither a list of turns nor JSON text")
+            return Rejected(InputError("'turns' is neither a list of turns nor JSON text"))
     if "text" not in record and "turns" not in record:
-        record["text"] = InputError("the row has no 'text' or 'turns'")
+        return Rejected(InputError("the row has no 'text' or 'turns'"))
     return record
 
 
@@ -168,8 +171,8 @@ def iter_outcomes(results: ray.data.Dataset) -> Iterator[Outcome]:
 class RayRun:
     """A batch of records analysed on Ray, for ``complaint-motive analyze --ray``: outcomes
     in input order, each as soon as it and those before it are done (like
-    ``MotiveAnalyzer.aiter_outcomes``). A record that could not be read (its text is an
-    ``InputError``) is answered here, in its place, without going to the cluster."""
+    ``MotiveAnalyzer.aiter_outcomes``). A row that could not be read (a ``Rejected``) is
+    answered here, in its place, without going to the cluster."""
 
     def __init__(self, analyzer: MotiveAnalyzer, address: str = "local", *,
                  workers: int | None = None, batch_size: int = 256) -> None:
@@ -181,6 +184,7 @@ class RayRun:
     async def aiter_outcomes(self, items: Iterable[Any], *, concurrency: int = 8,
                              fallback: Fallback | None = None) -> AsyncIterator[Outcome]:
         from .analyzer import Outcome
+        from .batch_runner import Rejected
 
         ray = _ray()
         items = list(items)
@@ -189,7 +193,7 @@ class RayRun:
         ray.data.DataContext.get_current().enable_progress_bars = False
         # Built once here, so the workers only open it.
         await asyncio.to_thread(self.analyzer.warm_up)
-        unreadable = [isinstance(item.get("text"), InputError) for item in items]
+        unreadable = [isinstance(item, Rejected) for item in items]
         # Every row has every column, turns as JSON text: one table schema for all blocks.
         rows = [{"id": item.get("id"), "text": item.get("text"),
                  "turns": None if item.get("turns") is None
@@ -205,8 +209,7 @@ class RayRun:
                 batch_size=self.batch_size, concurrency=concurrency, fallback=fallback))
         for index, (item, bad) in enumerate(zip(items, unreadable, strict=True)):
             if bad:
-                error: ComplaintMotiveError = item["text"]
-                yield Outcome(index=index, id=item.get("id"), error=error.to_dict())
+                yield Outcome(index=index, id=item.id, error=item.error.to_dict())
                 continue
             outcome = await asyncio.to_thread(next, stream, None)
             if outcome is None or outcome.id != item.get("id"):  # never silently misalign
