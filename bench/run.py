@@ -577,10 +577,53 @@ def bench_prompt(folder: Path) -> None:
              statistics.median(map(count, answers)), "tokens")
 
 
+def bench_ray(folder: Path) -> None:
+    """The offline analyzer on a local Ray cluster (two CPUs, started here): rows a second
+    on 1 and on 2 worker actors (the ratio is what a second core buys), and the per-row
+    overhead of going through Ray (one worker) against ``analyze_many`` in one process.
+    Each Ray run counts everything a command pays: the actors' start (each opens the index
+    once), the rows there and back, and the results checked on the driver."""
+    import ray
+    import ray.data
+
+    from complaint_motive.ray_runner import analyze_dataset, connect, iter_outcomes
+
+    rows = int(os.environ.get("BENCH_RAY_ROWS", "4000"))
+    runs = int(os.environ.get("BENCH_RAY_RUNS", "3"))
+    texts = [i.text for i in read_labelled(REAL)[0]]
+    items = [{"id": f"r{n}", "text": texts[n % len(texts)]} for n in range(rows)]
+    settings = Settings(index_dir=folder, backend="offline")
+    analyzer = MotiveAnalyzer(settings)
+    analyzer.warm_up()
+    started = time.perf_counter()
+    connect("local", num_cpus=2)
+    emit("ray.local_cluster_start", time.perf_counter() - started, "s")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+    def on_ray(workers: int) -> None:
+        dataset = ray.data.from_items(items)
+        done = sum(1 for _ in iter_outcomes(analyze_dataset(dataset, settings,
+                                                            workers=workers)))
+        assert done == rows
+
+    try:
+        local = median_of(runs, lambda: analyzer.analyze_many(items))
+        one = median_of(runs, lambda: on_ray(1))
+        two = median_of(runs, lambda: on_ray(2))
+    finally:
+        ray.shutdown()
+    emit(f"ray.rows{rows}.analyze_many_one_process", rows / local, "rows/s")
+    emit(f"ray.rows{rows}.ray_1_worker", rows / one, "rows/s")
+    emit(f"ray.rows{rows}.ray_2_workers", rows / two, "rows/s")
+    emit(f"ray.rows{rows}.speedup_2_vs_1_workers", one / two, "x")
+    emit(f"ray.rows{rows}.overhead_per_row_1_worker_vs_analyze_many",
+         (one - local) / rows * 1000, "ms")
+
+
 SECTIONS = {"retrieval": bench_retrieval, "offline": bench_offline,
             "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults,
             "limits": bench_limits, "datasets": bench_datasets,
-            "prompt": bench_prompt, "real_llm": bench_real_llm}
+            "prompt": bench_prompt, "real_llm": bench_real_llm, "ray": bench_ray}
 
 
 def main() -> None:

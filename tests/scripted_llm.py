@@ -54,6 +54,20 @@ class Seen:
     def tools(self) -> list[dict[str, Any]]:
         return self.body.get("tools") or []
 
+    @property
+    def tool_results(self) -> list[str]:
+        """The text of each tool message in the conversation (what tools returned), oldest
+        first: an agent's model reads these before its next turn."""
+        results = []
+        for message in self.body["messages"]:
+            if message.get("role") != "tool":
+                continue
+            content = message.get("content")
+            if isinstance(content, list):  # content parts
+                content = "".join(part.get("text", "") for part in content)
+            results.append(str(content or ""))
+        return results
+
 
 def good_answer(seen: Seen, **overrides: Any) -> dict[str, Any]:
     """A correct answer for whatever complaint the request holds, written in the language
@@ -209,6 +223,37 @@ class ScriptedEndpoint:
         return {"http_client": httpx.Client(transport=httpx.MockTransport(self.handler)),
                 "http_async_client": httpx.AsyncClient(
                     transport=httpx.MockTransport(self.async_handler))}
+
+
+def assistant_turn(seen: Seen, *, content: str | None = None,
+                   tool_calls: list[dict[str, Any]] | None = None) -> httpx.Response:
+    """A chat.completion carrying exactly this assistant message: an agent's turn, where
+    tools are offered but the model decides whether to call one."""
+    calls = [{"id": f"call_{n}", "type": "function",
+              "function": {"name": call["name"],
+                           "arguments": json.dumps(call["arguments"], ensure_ascii=False)}}
+             for n, call in enumerate(tool_calls or [], start=1)]
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = calls
+    return httpx.Response(200, json={
+        "id": "chatcmpl-scripted", "object": "chat.completion", "created": 1_700_000_000,
+        "model": seen.body.get("model", "scripted"),
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": "tool_calls" if calls else "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}})
+
+
+def calls_tool(name: str, arguments: dict[str, Any]) -> Step:
+    """A step in which the model calls the tool ``name`` with ``arguments``."""
+    return lambda body, seen: assistant_turn(
+        seen, tool_calls=[{"name": name, "arguments": arguments}])
+
+
+def says(text: Callable[[Seen], str]) -> Step:
+    """A step in which the model answers in words, written from what it was shown (e.g. the
+    tool results so far)."""
+    return lambda body, seen: assistant_turn(seen, content=text(seen))
 
 
 def answer(**overrides: Any) -> Step:

@@ -30,6 +30,8 @@ from .vocab import BackendName, Fallback
 
 if TYPE_CHECKING:
     import httpx
+    from langchain_core.tools import StructuredTool
+    from pydantic import BaseModel
 
     from .backends.llm import LLMBackend
     from .index import KnowledgeIndex
@@ -146,6 +148,19 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
 
         return record_correction(result, text=text, motive=motive, stage=stage, note=note,
                                  path=path or self.settings.corrections_file)
+
+    def as_tool(self, args_schema: type[BaseModel] | None = None, *, name: str | None = None,
+                description: str | None = None,
+                arg_types: dict[str, type] | None = None) -> StructuredTool:
+        """This analyzer as a LangChain tool for a tool-calling model (see ``tool.py``); its
+        arguments are always ``ComplaintArgs``."""
+        from .tool import TOOL_DESCRIPTION, TOOL_NAME, analyzer_tool
+
+        if args_schema is not None or arg_types is not None:
+            raise TypeError("the analyzer's tool takes ComplaintArgs; name and description "
+                            "are the only options")
+        return analyzer_tool(self, name=name or TOOL_NAME,
+                             description=description or TOOL_DESCRIPTION)
 
     # -- Runnable ------------------------------------------------------------------------
 

@@ -201,6 +201,12 @@ def analyze(
     concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
     batch_api: BatchApiOption = False, batch_state: BatchStateOption = None,
     poll_interval: PollOption = 30.0,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS", help="analyse --input on a Ray cluster, one analyzer per "
+        "worker: 'local' (this machine's cores), 'auto' (the cluster this machine belongs "
+        "to, or RAY_ADDRESS) or ray://HEAD:10001 (needs the 'ray' extra)")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        min=1, help="--ray: worker actors (default: the cluster's CPUs)")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted --output")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --output")] = False,
     input_format: InputFormat = None, encoding: EncodingOption = None,
@@ -216,6 +222,8 @@ def analyze(
         raise typer.BadParameter("give either TEXT or --input FILE")
     if batch_api and input is None:
         raise typer.BadParameter("--batch-api needs --input FILE")
+    if ray is not None and (input is None or batch_api):
+        raise typer.BadParameter("--ray needs --input FILE, and not --batch-api")
     if input is not None:
         try:
             sink = _BatchSink.plan(input, output, resume=resume, overwrite=overwrite)
@@ -231,7 +239,8 @@ def analyze(
             state = (batch_state or Path(f"{output or input}.batch-state.json")) \
                 if batch_api else None
             failed = asyncio.run(_analyze_file(analyzer, items, sink, concurrency, quiet,
-                                               batch_state=state, poll_interval=poll_interval))
+                                               batch_state=state, poll_interval=poll_interval,
+                                               ray_address=ray, ray_workers=ray_workers))
         except ComplaintMotiveError as error:
             raise _fail(error) from error
         raise typer.Exit(1 if failed else 0)
@@ -508,7 +517,8 @@ def _rejected(item_id: str, line: int, problem: str) -> dict[str, Any]:
 
 async def _analyze_file(analyzer: MotiveAnalyzer, items: list[dict[str, Any]],
                         sink: _BatchSink, concurrency: int, quiet: bool, *,
-                        batch_state: Path | None = None, poll_interval: float = 30.0) -> int:
+                        batch_state: Path | None = None, poll_interval: float = 30.0,
+                        ray_address: str | None = None, ray_workers: int | None = None) -> int:
     from .render import progress
 
     kept = sink.kept
@@ -519,6 +529,10 @@ async def _analyze_file(analyzer: MotiveAnalyzer, items: list[dict[str, Any]],
 
         run = BatchRun(analyzer, batch_state, poll_interval=poll_interval,
                        progress_bar=not quiet).aiter_outcomes
+    if ray_address is not None:
+        from .ray_runner import RayRun
+
+        run = RayRun(analyzer, ray_address, workers=ray_workers).aiter_outcomes
     failed = 0
     finished = False
     sink.open()
@@ -713,6 +727,34 @@ def serve(host: str = "127.0.0.1", port: int = 8080,
     analyzer = _analyzer()  # says what a first start must build before it can listen
     uvicorn.run(create_app(analyzer.settings, token=token, analyzer=analyzer), host=host,
                 port=port)
+
+
+@app.command()
+def mcp(transport: Annotated[str, typer.Option(help="stdio (a desktop client starts the "
+                                               "server) or http (streamable HTTP at /mcp)")]
+        = "stdio",
+        host: str = "127.0.0.1", port: int = 8000,
+        token: Annotated[str | None, typer.Option(
+            envvar="COMPLAINT_MOTIVE_TOKEN", help="http: require this bearer token")] = None,
+        log_level: LogLevel = None, verbose: Verbose = 0) -> None:
+    """Serve the analyzer to copilots and agents over MCP (needs the 'mcp' extra)."""
+    _logging(log_level, verbose)
+    if transport not in ("stdio", "http"):
+        raise _usage("--transport must be stdio or http")
+    try:
+        from .mcp_server import serve as serve_mcp
+    except ImportError as error:
+        raise _fail(ValueError("the MCP server needs: pip install "
+                               "'complaint-motive[mcp]'")) from error
+    from .errors import ComplaintMotiveError
+
+    try:  # stdout is the protocol's on stdio: every note goes to stderr
+        analyzer = _analyzer()
+        analyzer.warm_up()
+    except ComplaintMotiveError as error:
+        raise _fail(error) from error
+    serve_mcp(analyzer, transport=transport,  # type: ignore[arg-type]
+              host=host, port=port, token=token)
 
 
 def main() -> None:
