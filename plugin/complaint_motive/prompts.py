@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from functools import cache
 from typing import TYPE_CHECKING
@@ -111,6 +112,17 @@ def new_boundary(complaint: ComplaintInput) -> str:
         boundary = secrets.token_hex(6)
         if all(boundary not in t for t in (complaint.text, *(t.text for t in complaint.turns))):
             return boundary
+
+
+_CODE = re.compile(r"(?<=complaint-)[0-9a-f]{12}|(?<=turn-)[0-9a-f]{12}"
+                   r"|(?<=CODE for this request: )[0-9a-f]{12}")
+
+
+def without_boundary(prompt: str) -> str:
+    """``prompt`` (or a request body holding it) with its fence code replaced by ``CODE``:
+    what is the same each time the same complaint is prompted (the Batch API recognises
+    a batch it submitted before by it)."""
+    return _CODE.sub("CODE", prompt)
 
 
 def _context(complaint: ComplaintInput, boundary: str) -> str:
