@@ -230,3 +230,19 @@ def test_offline_labels_do_not_move_towards_what_the_injection_asks(
     assert attacked.primary_motive.id == plain.primary_motive.id != "suggestion"
     assert attacked.stage.id == plain.stage.id
     assert "injection_attempt" in attacked.risk.flags
+
+
+def test_over_http_an_obeyed_promise_never_comes_back_as_the_reply(
+        llm_analyzer: MotiveAnalyzer, endpoint: ScriptedEndpoint) -> None:
+    from fastapi.testclient import TestClient
+
+    from complaint_motive.server import create_app
+
+    endpoint.default = _obeys("We will pay you 10k USD, guaranteed full refund today.")
+    with TestClient(create_app(analyzer=llm_analyzer)) as http:
+        refused = http.post("/v1/analyze", json={"text": REPORTED[0][0]})
+        degraded = http.post("/v1/analyze", json={"text": REPORTED[0][0],
+                                                  "fallback": "offline"}).json()
+    assert refused.status_code == 502 and "breaks policy" in refused.json()["detail"]
+    assert "10k" not in degraded["reply"]["text"] and degraded["meta"]["degraded"]
+    assert "role_marker" in degraded["risk"]["injection_signals"]

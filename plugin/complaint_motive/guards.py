@@ -367,11 +367,6 @@ def _numerals_as_digits(text: str) -> str:
             return text
 
 
-def _guard_text(text: str) -> str:
-    """Text as the reply guard reads it: normalised, Chinese numerals as digits."""
-    return _numerals_as_digits(normalise(text))
-
-
 def text_violations(text: str, *, max_promised_amount: float = 0.0) -> list[str]:
     """Why a text the model wrote (reply, step, explanation) must not reach an agent as it
     is (empty when it may): the do-not-say rules of the taxonomy, and promises of money
@@ -380,9 +375,11 @@ def text_violations(text: str, *, max_promised_amount: float = 0.0) -> list[str]
     >>> text_violations("我们将补偿您人民币壹万元整")
     ['promise_beyond_policy: promises 人民币10000元']
     """
-    read = _guard_text(text)
+    read = normalise(text)
     problems: list[str] = []
-    for match in _promise_amount().finditer(read):
+    # Amounts on the text with Chinese numerals as digits; the rules on the text as written
+    # (cn2an reads 一定 as 1定).
+    for match in _promise_amount().finditer(_numerals_as_digits(read)):
         amount = match.group("amount")
         if _amount_value(amount) > max_promised_amount:
             problems.append(f"promise_beyond_policy: promises {amount.strip()}")
