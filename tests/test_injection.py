@@ -246,3 +246,25 @@ def test_over_http_an_obeyed_promise_never_comes_back_as_the_reply(
     assert refused.status_code == 502 and "breaks policy" in refused.json()["detail"]
     assert "10k" not in degraded["reply"]["text"] and degraded["meta"]["degraded"]
     assert "role_marker" in degraded["risk"]["injection_signals"]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda raw: raw["injection"].update(flag="not_a_risk"), "not a risk signal"),
+    (lambda raw: raw["injection"]["signals"][0]["patterns"].append("(unclosed"),
+     "not a regular expression"),
+    (lambda raw: raw["do_not_say"][1].update(amount_verbs=["赔"]), "amount_verbs belong"),
+    (lambda raw: raw["injection"]["structural"].append("role_play"), "listed twice"),
+])
+def test_the_guard_data_is_checked_when_the_taxonomy_loads(tmp_path, edit,
+                                                           message: str) -> None:
+    import yaml
+    from pydantic import ValidationError
+
+    from complaint_motive.resources import corpus_dir
+
+    raw = yaml.safe_load((corpus_dir() / "taxonomy.yaml").read_text(encoding="utf-8"))
+    edit(raw)
+    broken = tmp_path / "taxonomy.yaml"
+    broken.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ValidationError, match=message):
+        load_taxonomy(broken)
