@@ -258,13 +258,13 @@ def test_over_http_an_obeyed_promise_never_comes_back_as_the_reply(
 def test_the_guard_data_is_checked_when_the_taxonomy_loads(tmp_path, edit,
                                                            message: str) -> None:
     import yaml
-    from pydantic import ValidationError
 
+    from complaint_motive.errors import ConfigurationError
     from complaint_motive.resources import corpus_dir
 
     raw = yaml.safe_load((corpus_dir() / "taxonomy.yaml").read_text(encoding="utf-8"))
     edit(raw)
     broken = tmp_path / "taxonomy.yaml"
     broken.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         load_taxonomy(broken)
