@@ -618,12 +618,37 @@ def bench_ray(folder: Path) -> None:
     emit(f"ray.rows{rows}.speedup_2_vs_1_workers", one / two, "x")
     emit(f"ray.rows{rows}.overhead_per_row_1_worker_vs_analyze_many",
          (one - local) / rows * 1000, "ms")
+def bench_injection(folder: Path) -> None:
+    """The injection detector on the labelled set (corpus/eval/injection.jsonl): recall per
+    attack family and false-alarm rate per kind of benign complaint, on the held-out half
+    (``test``; the patterns were written looking only at the ``dev`` half, reported too),
+    then the reply guard's table (tests/test_guards.py) and the detector's time per text."""
+    from complaint_motive.guards import text_violations
+    from injection_set import flagged, measure, read_set
+    from test_guards import MAY_PASS, MUST_BLOCK
+
+    for split in ("test", "dev"):
+        result = measure(split)
+        for family, value in sorted(result.recall.items()):
+            emit(f"injection.{split}.recall.{family}", value,
+                 f"(n={result.counts[f'injection.{family}']})")
+        for family, value in sorted(result.false_alarms.items()):
+            emit(f"injection.{split}.false_alarm_rate.{family}", value,
+                 f"(n={result.counts[f'benign.{family}']})")
+    emit("reply_guard.recall", sum(bool(text_violations(t)) for t in MUST_BLOCK)
+         / len(MUST_BLOCK), f"(n={len(MUST_BLOCK)})")
+    emit("reply_guard.false_alarm_rate", sum(bool(text_violations(t)) for t in MAY_PASS)
+         / len(MAY_PASS), f"(n={len(MAY_PASS)})")
+    rows = read_set()
+    emit("injection.detector_per_text_p50", median_of(3, lambda: [
+        flagged(r) for r in rows]) / len(rows) * 1000, "ms")
 
 
 SECTIONS = {"retrieval": bench_retrieval, "offline": bench_offline,
             "conversations": bench_conversations, "llm": bench_llm, "faults": bench_faults,
             "limits": bench_limits, "datasets": bench_datasets,
-            "prompt": bench_prompt, "real_llm": bench_real_llm, "ray": bench_ray}
+            "prompt": bench_prompt, "real_llm": bench_real_llm, "ray": bench_ray,
+            "injection": bench_injection}
 
 
 def main() -> None:

@@ -33,7 +33,13 @@ class Seen:
 
     @property
     def complaint(self) -> str:
-        found = re.search(r"<complaint>\n(.*?)\n</complaint>", self.text, re.S)
+        found = re.search(r"<complaint-(\w+)>\n(.*?)\n</complaint-\1>", self.text, re.S)
+        return found.group(2) if found else ""
+
+    @property
+    def boundary(self) -> str:
+        """The fence boundary the request's system message names."""
+        found = re.search(r"CODE for this request: (\w+)", self.text)
         return found.group(1) if found else ""
 
     @property

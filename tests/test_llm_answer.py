@@ -267,9 +267,12 @@ def test_the_static_prompt_comes_first_and_is_the_same_for_every_complaint(
     analyzer.analyze("I was charged twice for one order; refund the duplicate.")
 
     first, second = (seen.body["messages"][0] for seen in endpoint.requests)
-    assert first["role"] == "system" and first == second
-    assert "Motives (primary_motive" in first["content"]  # the label tables are static
-    assert "<complaint>" not in first["content"].split("Rules:")[0]
+    # Byte for byte the same up to the last line, which names the request's fence code.
+    static, _, code_line = first["content"].rpartition("\n")
+    assert first["role"] == "system" and second["content"].rpartition("\n")[0] == static
+    assert code_line != second["content"].rpartition("\n")[2]
+    assert "Motives (primary_motive" in static  # the label tables are static
+    assert "<complaint" not in first["content"].split("Rules:")[0]
     if method == "json_mode":
         # A filled skeleton, not the JSON Schema a small model echoed back.
         assert '"primary_motive": "<' in first["content"]

@@ -63,7 +63,8 @@ def test_request_shows_guidance_exemplars_fenced_complaint_and_schema(
 def test_prompt_apart_from_the_complaint_stays_within_budget(
         llm_analyzer: MotiveAnalyzer, endpoint: ScriptedEndpoint) -> None:
     llm_analyzer.analyze(COMPLAINT)
-    assert len(endpoint.requests[0].text) - len(COMPLAINT) <= 5000
+    # 5,000 before the fences: their rule, the request's code and the tags cost ~190.
+    assert len(endpoint.requests[0].text) - len(COMPLAINT) <= 5250
 
 
 @pytest.mark.parametrize("method", ["function_calling", "json_mode"])

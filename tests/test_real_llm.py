@@ -105,7 +105,10 @@ def test_a_whole_answer_parses_is_validated_and_the_reask_is_accepted(index_dir,
     _assert_result_or_typed_error(outcome)
     if outcome.error is not None:
         details = outcome.error["details"]
-        assert outcome.error["kind"] == "validation" and details["attempts"] == 2
-        # What is left is about the content: every attempt parsed and none was cut off.
-        assert not any("JSON" in p or "cut off" in p for p in details["problems"])
-        assert details["usage"]["output_tokens"] > 2 * 100
+        assert details["attempts"] == 2 and details["usage"]["output_tokens"] > 2 * 100
+        # Each request's fence code is new, so this small model's answer differs from run
+        # to run even at temperature 0; in some runs it repeats itself up to the bound, which
+        # must then be the typed cut-off error. Otherwise what is left is about the content.
+        assert outcome.error["kind"] in ("validation", "truncated")
+        if outcome.error["kind"] == "validation":
+            assert not any("JSON" in p or "cut off" in p for p in details["problems"])

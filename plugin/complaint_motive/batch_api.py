@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from .errors import ConfigurationError
+from .prompts import without_boundary
 from .readers import read_jsonl
 
 if TYPE_CHECKING:
@@ -166,7 +167,8 @@ class BatchRun:
             raise ConfigurationError(
                 f"a batch takes at most {MAX_REQUESTS} requests and 200 MB; this one has "
                 f"{len(lines)} requests, {len(data) / 1e6:.0f} MB: split the input file")
-        fingerprint = hashlib.sha256(data).hexdigest()
+        # Each request's fence code is new every time it is built: not part of its identity.
+        fingerprint = hashlib.sha256(without_boundary(data.decode()).encode()).hexdigest()
         state = self._load_state()
         if state.get("fingerprint") == fingerprint and state.get("batch_id"):
             batch = await self.client.batches.retrieve(state["batch_id"])

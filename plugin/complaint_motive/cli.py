@@ -720,13 +720,13 @@ def serve(host: str = "127.0.0.1", port: int = 8080,
     try:
         import uvicorn
 
-        from .server import create_app
+        from .server import create_app, server_config
     except ImportError as error:
         raise _fail(ValueError("the HTTP service needs: pip install "
                                "'complaint-motive[server]'")) from error
     analyzer = _analyzer()  # says what a first start must build before it can listen
-    uvicorn.run(create_app(analyzer.settings, token=token, analyzer=analyzer), host=host,
-                port=port)
+    app = create_app(analyzer.settings, token=token, analyzer=analyzer)
+    uvicorn.Server(server_config(app, host=host, port=port)).run()
 
 
 @app.command()

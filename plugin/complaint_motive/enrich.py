@@ -28,6 +28,7 @@ from .vocab import Level, level_of_rank, level_rank
 
 if TYPE_CHECKING:
     from .corpus import Chunk
+    from .guards import InjectionReport
     from .inputs import ComplaintInput
     from .settings import Settings
     from .signals import Signals
@@ -61,9 +62,12 @@ def _named(label: Label) -> NamedLabel:
 
 def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: Signals,
                    chunks: list[Chunk], meta: Meta, settings: Settings,
-                   injection: list[str], weakened: Collection[str] = ()) -> MotiveAnalysis:
+                   injection: InjectionReport,
+                   weakened: Collection[str] = ()) -> MotiveAnalysis:
     """The public result for a validated ``answer``. ``weakened`` names the labels
-    ("primary", "stage") whose evidence validation dropped: their level is one lower."""
+    ("primary", "stage") whose evidence validation dropped: their level is one lower.
+    An LLM label the offline analyzer does not share, on a text that carries an injection,
+    is ``low`` (for human review): the model may have obeyed it."""
     taxonomy = load_taxonomy()
     backend = meta.backend
     motive_id, stage_id = answer.primary_motive.value, answer.stage.value
@@ -84,6 +88,11 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
         motive_level = lowered(motive_level)
     if "stage" in weakened:
         stage_level = lowered(stage_level)
+    if injection and backend == "llm":
+        if offline_motive.id != motive_id:
+            motive_level = "low"
+        if offline_stage.id != stage_id:
+            stage_level = "low"
     real = taxonomy.is_motive(motive_id)
     motive_label = taxonomy.primary_label(motive_id)
     stage_label = taxonomy.stage(stage_id)
@@ -91,8 +100,10 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
     flags = list(dict.fromkeys(f.value for f in answer.risk_flags))
     risk_evidence = {flag: quotes for flag, quotes in signals.risk_cues.items() if flag in flags}
     if injection:
-        flags.append(taxonomy.defaults.injection_flag)
-        risk_evidence[taxonomy.defaults.injection_flag] = injection[:3]
+        flag = taxonomy.defaults.injection_flag
+        if flag not in flags:
+            flags.append(flag)
+        risk_evidence[flag] = list(injection.evidence[:3])
     for signal in taxonomy.risk_signals:  # a motive that is a risk however it is worded
         if motive_id in signal.implied_by and signal.id not in flags:
             flags.append(signal.id)
@@ -127,7 +138,8 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
                                if x.id == answer.legitimacy.value)),
         sources=[_named(next(x for x in taxonomy.sources if x.id == s.value))
                  for s in answer.sources],
-        risk=Risk(level=risk_level, flags=flags, evidence=risk_evidence),
+        risk=Risk(level=risk_level, flags=flags, evidence=risk_evidence,
+                  injection_signals=list(injection.signals)),
         handling=Handling(
             # The taxonomy's standard steps for the motive and the stage, then the few the
             # model found specific to this complaint.

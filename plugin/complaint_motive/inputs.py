@@ -59,6 +59,12 @@ class ComplaintInput(BaseModel):
                                 "regulator_filing…)")
     unreadable: str | None = Field(None, description="why no motive can be read from the "
                                    "text (a script the analyzer does not read, emoji only…)")
+    turns_given: bool = Field(False, description="the caller passed the conversation as "
+                              "turns; a text that only looks like a transcript is not, so "
+                              "its 'agent' lines may be the customer's own writing")
+    markup: list[str] = Field([], description="tags removed in cleaning that imitate a "
+                              "prompt fence or a chat role token (counted as injection "
+                              "signals)")
 
     def turn_of(self, quote: str) -> int | None:
         """The customer turn a quote comes from (None for plain text)."""
@@ -68,9 +74,15 @@ class ComplaintInput(BaseModel):
         return None
 
     @property
+    def agent_turns(self) -> list[Turn]:
+        """The agent's turns: context for the prompt (fenced there, as data), never analysed
+        as the customer's words."""
+        return [t for t in self.turns if t.role == "agent"]
+
+    @property
     def context(self) -> str:
-        """The agent's turns, for the prompt; never analysed as the customer's words."""
-        return "\n".join(f"[{t.number}] agent: {t.text}" for t in self.turns if t.role == "agent")
+        """The agent's turns as ``[n] agent: text`` lines."""
+        return "\n".join(f"[{t.number}] agent: {t.text}" for t in self.agent_turns)
 
 
 def clean_text(text: str) -> str:
@@ -172,6 +184,9 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
     else:
         raise InputError(f"a complaint must be a string or a list of turns, not "
                          f"{type(raw).__name__}")
+    turns_given = not isinstance(raw, str)
+    markup = _suspicious_markup([raw] if turns is None or isinstance(raw, str)
+                                else [t.text for t in turns])
     warnings: list[str] = []
     if turns is None:
         text = clean_text(raw)
@@ -193,7 +208,14 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
     if unreadable:
         warnings.append(unreadable)
     return ComplaintInput(text=text, turns=turns or [], unreadable=unreadable, channel=channel,
-                          language=language or detect_language(text), warnings=warnings)
+                          language=language or detect_language(text), warnings=warnings,
+                          turns_given=turns_given and bool(turns), markup=markup)
+
+
+def _suspicious_markup(texts: list[str]) -> list[str]:
+    from .guards import suspicious_markup
+
+    return [tag for text in texts for tag in suspicious_markup(text)]
 
 
 def _channels() -> list[str]:

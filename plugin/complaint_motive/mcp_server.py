@@ -225,8 +225,7 @@ def _search(analyzer: MotiveAnalyzer, query: str | None, motive: str | None,
 def _reply_prompt(analyzer: MotiveAnalyzer, complaint: str, result: MotiveAnalysis) -> str:
     from langchain_core.prompts import PromptTemplate
 
-    from .guards import redact
-    from .prompts import _FENCE  # the analysis prompt's fence rule: one place for it
+    from .guards import neutralise, redact  # the analysis prompt's fence rule: one place
     from .resources import prompts_dir
 
     if analyzer.settings.redact_pii:  # the host's model is outside this process
@@ -239,8 +238,7 @@ def _reply_prompt(analyzer: MotiveAnalyzer, complaint: str, result: MotiveAnalys
     template = (prompts_dir() / "copilot_draft_reply.md").read_text(encoding="utf-8")
     return PromptTemplate.from_template(template).format(
         language="Chinese" if result.reply.language == "zh" else "English",
-        complaint=_FENCE.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"),
-                             complaint.strip()),
+        complaint=neutralise(complaint.strip()),
         motive=motive.id, level=motive.level,
         secondary=f"; also {secondary}" if secondary else "",
         stage=result.stage.id if result.stage else "not a complaint",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from langchain_core.runnables import RunnableConfig
 
 from .errors import BackendError, ComplaintMotiveError, OutputValidationError
-from .guards import injection_phrases, redact
+from .guards import InjectionReport, detect_injection, redact, without_instructions
 from .inputs import ComplaintInput, to_input
 from .schema import Meta, ModelAnswer, MotiveAnalysis, Usage
 
@@ -52,11 +52,11 @@ class Versions:
 @dataclass
 class Guarded:
     """The guard step's output: valid input with personal data masked (before anything
-    leaves the process), and the phrases that try to instruct the model."""
+    leaves the process), and what the injection detector found in it."""
 
     complaint: ComplaintInput
     redactions: int
-    injection: list[str]
+    injection: InjectionReport
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Prepared:
 
     complaint: ComplaintInput
     redactions: int
-    injection: list[str]
+    injection: InjectionReport
     signals: Signals
     chunks: list[Chunk]
     versions: Versions
@@ -80,7 +80,8 @@ class Prepared:
 
         return check_answer(answer, self.complaint.text, {c.chunk_id for c in self.chunks},
                             max_promised_amount=self.max_promised_amount,
-                            injection=self.injection, risk_cues=self.signals.risk_cues,
+                            injection=self.injection.evidence,
+                            risk_cues=self.signals.risk_cues,
                             source_cues=self.signals.source_cues)
 
     def elapsed_ms(self) -> float:
@@ -100,7 +101,7 @@ def guard(raw: Any, settings: Settings) -> Guarded:
                 "text": masked.text,
                 "turns": [t.model_copy(update={"text": redact(t.text).text})
                           for t in complaint.turns]})
-    return Guarded(complaint, redactions, injection_phrases(complaint.text))
+    return Guarded(complaint, redactions, detect_injection(complaint))
 
 
 class Pipeline:
@@ -163,19 +164,23 @@ class Pipeline:
             except ComplaintMotiveError as error:
                 guarded.append(error)
         valid = [g for g in guarded if isinstance(g, Guarded)]
-        texts = [g.complaint.text for g in valid]
+        # The offline analyzer reads the text without the sentences that instruct the model,
+        # so an injection cannot move its labels (nor, through it, the LLM's level).
+        texts = [without_instructions(g.complaint.text) if g.injection else g.complaint.text
+                 for g in valid]
         vectors = self.index.embed(texts)
         neighbours = iter(self.index.similar_exemplars_many(vectors, 8))
         pools = iter(self.index.search_many(vectors, candidate_pool(self.index, k)))
         scores = iter(self.model.scores_many(texts))
         versions = self.versions() if valid else None
         prepared: list[Prepared | ComplaintMotiveError] = []
+        read = iter(texts)
         for item in guarded:
             if not isinstance(item, Guarded):
                 prepared.append(item)
                 continue
             complaint = item.complaint
-            signals = collect_signals(complaint.text, next(scores), next(neighbours),
+            signals = collect_signals(next(read), next(scores), next(neighbours),
                                       unreadable=complaint.unreadable,
                                       channel=complaint.channel)
             chunks = steer(next(pools), k, list(motives) or steering_motives(signals))

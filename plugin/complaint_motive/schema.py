@@ -161,6 +161,9 @@ class Risk(BaseModel):
     level: Level
     flags: list[str]
     evidence: dict[str, list[str]] = Field({}, description="flag id → the phrases that raised it")
+    injection_signals: list[str] = Field(
+        [], description="why injection_attempt was raised: the detector's signal ids "
+        "(instruction_override, role_marker, fence_imitation, answer_json, agent_turn …)")
 
 
 class Handling(BaseModel):

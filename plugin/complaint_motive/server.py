@@ -3,14 +3,23 @@
 ``POST /v1/analyze``, ``POST /v1/analyze/batch``, ``GET /healthz``. Errors are RFC 9457
 problem responses carrying the library's error kind; the OpenAPI schema comes from the
 pydantic models.
+
+Bounded against misuse from the network: the body limit counts the bytes actually read
+(chunked bodies too), a body must arrive within ``body_timeout``, a connection must send its
+request headers within ``header_timeout`` (slow and half-open connections are closed), and
+the access log writes the path without its query string (tokens end up in URLs).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,8 +42,18 @@ from .schema import MotiveAnalysis
 from .settings import Settings
 from .vocab import Fallback, Language
 
+if TYPE_CHECKING:
+    import uvicorn
+
 MAX_BODY_BYTES = 1_000_000
 MAX_BATCH = 500
+#: Seconds a client has to send its request headers, then its whole body.
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+#: Connections and requests served at once; beyond it uvicorn answers 503 at once.
+MAX_CONCURRENCY = 200
+
+access_log = logging.getLogger("complaint_motive.access")
 
 _STATUS: list[tuple[type[ComplaintMotiveError], int]] = [
     # A filtered complaint is unprocessable as sent, not an upstream fault.
@@ -103,10 +122,14 @@ class BatchResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded while the LLM's circuit breaker is open (answers then come "
+        "from the offline analyzer, where the caller allows it, or fail fast)")
     version: str
     backend: str
     corpus_version: str
+    breaker: Literal["closed", "open", "half_open"] | None = Field(
+        None, description="the LLM circuit breaker's state (None for the offline backend)")
 
 
 class Problem(BaseModel):
@@ -124,7 +147,8 @@ def _problem(status: int, kind: str, title: str, detail: str) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None, *, token: str | None = None,
-               analyzer: MotiveAnalyzer | None = None) -> FastAPI:
+               analyzer: MotiveAnalyzer | None = None,
+               body_timeout: float = BODY_TIMEOUT) -> FastAPI:
     """The ASGI app. ``token``: require ``Authorization: Bearer <token>``."""
     state: dict[str, MotiveAnalyzer] = {}
 
@@ -145,13 +169,18 @@ def create_app(settings: Settings | None = None, *, token: str | None = None,
     app = FastAPI(title="complaint-motive", version=__version__, lifespan=lifespan,
                   responses=problems)
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Any) -> Any:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return _problem(413, "too_large", "Request too large",
-                            f"the body is over {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, timeout=body_timeout)
+    # uvicorn's own access log, where it is on, writes the path without its query too.
+    logging.getLogger("uvicorn.access").addFilter(_WITHOUT_QUERY)
+
+    @app.middleware("http")  # outermost: refused requests are logged too
+    async def log_access(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # The path only: a query string can carry a token or personal data.
+        access_log.info("%s %s %d %.1fms", request.method, request.url.path,
+                        response.status_code, (time.perf_counter() - started) * 1000)
+        return response
 
     @app.exception_handler(ComplaintMotiveError)
     async def library_error(_: Request, error: ComplaintMotiveError) -> JSONResponse:
@@ -193,10 +222,133 @@ def create_app(settings: Settings | None = None, *, token: str | None = None,
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         current = state["analyzer"]
-        return Health(status="ok", version=__version__, backend=current.backend,
+        breaker = current.llm.breaker.state if current.llm is not None else None
+        return Health(status="degraded" if breaker == "open" else "ok", version=__version__,
+                      backend=current.backend, breaker=breaker,
                       corpus_version=current.index.versions()["guidance"])
 
     return app
+
+
+class _WithoutQuery(logging.Filter):
+    """Drop the query string from uvicorn's access log records (``client, method, path,
+    version, status``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+_WITHOUT_QUERY = _WithoutQuery()
+
+
+class BodyLimit:
+    """ASGI middleware: read the body before the app does, counting the bytes as they
+    arrive (a declared ``Content-Length`` or none, chunked or not), and answer 413 past
+    ``max_bytes`` or 408 when it does not arrive within ``timeout`` seconds, without reading
+    the rest. The app then reads the body from memory."""
+
+    def __init__(self, app: Any, *, max_bytes: int, timeout: float) -> None:
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_problem(send, 413, "too_large", "Request too large",
+                                f"the body is over {self.max_bytes} bytes")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(left, 0.001))
+            except TimeoutError:
+                await _send_problem(send, 408, "timeout", "Request timeout",
+                                    f"the body did not arrive within {self.timeout:.0f} s")
+                return
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await _send_problem(send, 413, "too_large", "Request too large",
+                                    f"the body is over {self.max_bytes} bytes")
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: the disconnect, when it comes
+
+        await self.app(scope, replay, send)
+
+
+async def _send_problem(send: Any, status: int, kind: str, title: str, detail: str) -> None:
+    body = json.dumps(Problem(type=f"urn:complaint-motive:{kind}", title=title, status=status,
+                              detail=detail, kind=kind).model_dump()).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 8080,
+                  header_timeout: float = HEADER_TIMEOUT,
+                  limit_concurrency: int = MAX_CONCURRENCY, **options: Any) -> uvicorn.Config:
+    """A uvicorn configuration with the service's bounds: connections that do not send
+    their request headers within ``header_timeout`` seconds are closed, at most
+    ``limit_concurrency`` connections are served at once, keep-alive is short, and
+    uvicorn's own access log (which writes query strings) is off: the app logs access to
+    ``complaint_motive.access``, path only.
+
+    >>> server = uvicorn.Server(server_config(create_app()))  # doctest: +SKIP
+    """
+    import uvicorn
+
+    protocol = _bounded_h11(header_timeout)
+    return uvicorn.Config(app, host=host, port=port, http=protocol, access_log=False,
+                          limit_concurrency=limit_concurrency, timeout_keep_alive=5,
+                          **options)
+
+
+def _bounded_h11(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with a deadline for each request's headers: uvicorn bounds
+    idle keep-alive connections but not one that connects and then sends nothing, or its
+    headers a byte at a time."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class BoundedH11Protocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_deadline()
+
+        def _arm_header_deadline(self) -> None:
+            waiting_for = self.cycle  # a new request makes a new cycle
+
+            def check() -> None:
+                if self.cycle is waiting_for and not self.transport.is_closing():
+                    self.transport.close()
+
+            self.loop.call_later(header_timeout, check)
+
+    return BoundedH11Protocol
 
 
 class _Unauthorised(Exception):

@@ -12,13 +12,14 @@ ids the code falls back on (``defaults``); every id a rule names is checked at l
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .resources import corpus_dir
 from .vocab import Language as Language  # re-exported: guards.py imports it from here
@@ -113,14 +114,58 @@ class RiskSignal(Label):
         (), description="motives that carry this risk whatever the wording")
 
 
+def _compiles(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"not a regular expression ({error}): {pattern[:60]!r}") from None
+    return patterns
+
+
 class DoNotSay(_Frozen):
+    """A rule a reply draft must keep; ``patterns`` (and, for promises of money,
+    ``amount_verbs``) are how the reply guard in ``guards`` enforces it."""
+
     id: str
     zh: str
     en: str
     refs: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    amount_verbs: tuple[str, ...] = ()
+
+    @field_validator("patterns", "amount_verbs")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return _compiles(patterns)
 
     def text(self, language: Language) -> str:
         return self.zh if language == "zh" else self.en
+
+
+class InjectionSignal(_Frozen):
+    """One family of instructions aimed at the model: phrases on the normalised text, and
+    ``squeezed`` ones on it with spaces and punctuation removed."""
+
+    id: str
+    patterns: tuple[str, ...]
+    squeezed: tuple[str, ...] = ()
+
+    @field_validator("patterns", "squeezed")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return _compiles(patterns)
+
+
+class InjectionRules(_Frozen):
+    flag: str = Field(description="the risk signal an injection raises")
+    structural: tuple[str, ...] = Field(description="signal ids the code raises itself "
+                                        "(fences, role markers, our answer's JSON…)")
+    signals: tuple[InjectionSignal, ...]
+
+    @property
+    def signal_ids(self) -> tuple[str, ...]:
+        return (*(s.id for s in self.signals), *self.structural)
 
 
 class Abstention(Label):
@@ -184,6 +229,7 @@ class Taxonomy(_Frozen):
     principles: tuple[Principle, ...] = Field(description="in the order a result lists them")
     do_not_say: tuple[DoNotSay, ...]
     defaults: Defaults
+    injection: InjectionRules
     reply_frame: Localized[ReplyFrame]
     fingerprint: str = Field(default="", description="content hash of the YAML file")
 
@@ -234,6 +280,19 @@ class Taxonomy(_Frozen):
             raise ValueError("; ".join(wrong))
         return self
 
+    @model_validator(mode="after")
+    def _guard_rules_name_real_ids(self) -> Taxonomy:
+        if self.injection.flag not in {s.id for s in self.risk_signals}:
+            raise ValueError(f"injection.flag {self.injection.flag!r} is not a risk signal")
+        ids = self.injection.signal_ids
+        if len(set(ids)) != len(ids):
+            raise ValueError("injection: a signal id is listed twice")
+        for rule in self.do_not_say:
+            if rule.amount_verbs and rule.id != "promise_beyond_policy":
+                raise ValueError(f"do_not_say {rule.id}: amount_verbs belong to "
+                                 "promise_beyond_policy (a promise of money)")
+        return self
+
     def is_motive(self, label_id: str) -> bool:
         """One of the nine motives (not an abstention such as ``unknown``)."""
         return any(m.id == label_id for m in self.motives)
@@ -272,6 +331,10 @@ class Taxonomy(_Frozen):
         ``when`` always, the others when one of their conditions holds."""
         return [p for p in self.principles if p.when is None or p.when.holds(
             motive=motive, stage=stage, leading_need=leading_need, risk=risk)]
+
+    def rule(self, rule_id: str) -> DoNotSay:
+        """A do-not-say rule by id."""
+        return next(r for r in self.do_not_say if r.id == rule_id)
 
     def all_refs(self) -> dict[str, set[str]]:
         """Every section reference → the label ids (of any family) that cite it."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
-from .guards import instruction_words, reply_violations
+from .guards import answer_texts, instruction_words, text_violations
 from .schema import ModelAnswer, model_facing_schema
 from .taxonomy import load_taxonomy
 
@@ -28,7 +28,8 @@ from .taxonomy import load_taxonomy
 Weakened = Literal["primary", "stage"]
 
 #: Quotation marks and title/corner brackets: a model adds, drops or swaps them freely.
-_QUOTE_MARKS = frozenset("\"'`´“”‘’„‟‚‛«»‹›「」『』《》〈〉〝〞＂＇")
+#: Angle brackets too: the prompt shows them as ‹ › (guards.neutralise).
+_QUOTE_MARKS = frozenset("\"'`´“”‘’„‟‚‛«»‹›「」『』《》〈〉〝〞＂＇<>")
 #: Sentence punctuation a model writes in another form (。 for ,): all compare as one mark.
 _SENTENCE_MARKS = frozenset(",.;:!?、。，．；：！？｡､")
 _ELLIPSIS = re.compile(r"…+|⋯+|\.{2,}|。{3,}|．{3,}")
@@ -290,9 +291,11 @@ def check_answer(answer: ModelAnswer, complaint: str, retrieved: Collection[str]
     citations = _repair_citations(answer.citations, retrieved, checked)
     if not answer.reply.strip():
         checked.problems.append("reply must not be empty")
-    for violation in reply_violations(answer.reply, max_promised_amount=max_promised_amount):
-        checked.problems.append(f"the reply breaks policy ({violation}); rewrite it without "
-                                "that")
+    # Every text the model writes goes through the reply guard, not the reply alone.
+    for name, text in answer_texts(answer, (*primary_evidence, *stage_evidence)).items():
+        for violation in text_violations(text, max_promised_amount=max_promised_amount):
+            checked.problems.append(f"the {name.replace('_', ' ')} breaks policy "
+                                    f"({violation}); rewrite it without that")
     evidenced = answer.model_copy(update={"primary_evidence": primary_evidence,
                                           "stage_evidence": stage_evidence})
     checked.answer = ModelAnswer.model_validate({
