@@ -158,7 +158,8 @@ class InjectionSignal(_Frozen):
 
 
 class InjectionRules(_Frozen):
-    flag: str = Field(description="the risk signal an injection raises")
+    """What the detector looks for; the flag it raises is ``defaults.injection_flag``."""
+
     structural: tuple[str, ...] = Field(description="signal ids the code raises itself "
                                         "(fences, role markers, our answer's JSON…)")
     signals: tuple[InjectionSignal, ...]
@@ -282,8 +283,6 @@ class Taxonomy(_Frozen):
 
     @model_validator(mode="after")
     def _guard_rules_name_real_ids(self) -> Taxonomy:
-        if self.injection.flag not in {s.id for s in self.risk_signals}:
-            raise ValueError(f"injection.flag {self.injection.flag!r} is not a risk signal")
         ids = self.injection.signal_ids
         if len(set(ids)) != len(ids):
             raise ValueError("injection: a signal id is listed twice")
