@@ -67,8 +67,9 @@ def test_normalisation_folds_width_invisible_characters_and_homoglyphs() -> None
 
 
 def test_the_signal_families_live_in_the_taxonomy() -> None:
-    rules = load_taxonomy().injection
-    assert rules.flag == "injection_attempt"
+    taxonomy = load_taxonomy()
+    rules = taxonomy.injection
+    assert taxonomy.defaults.injection_flag == "injection_attempt"
     assert {"instruction_override", "reveal_prompt", "fence_imitation",
             "agent_turn"} <= set(rules.signal_ids)
 
@@ -249,7 +250,7 @@ def test_over_http_an_obeyed_promise_never_comes_back_as_the_reply(
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda raw: raw["injection"].update(flag="not_a_risk"), "not a risk signal"),
+    (lambda raw: raw["injection"].update(flag="injection_attempt"), "flag"),  # not a key now
     (lambda raw: raw["injection"]["signals"][0]["patterns"].append("(unclosed"),
      "not a regular expression"),
     (lambda raw: raw["do_not_say"][1].update(amount_verbs=["赔"]), "amount_verbs belong"),
