@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -53,3 +59,35 @@ def llm_analyzer(index_dir: Path, endpoint: ScriptedEndpoint) -> MotiveAnalyzer:
         index_dir=index_dir, backend="llm", openai_api_key="sk-test", model="gpt-4o-mini",
         max_retries=1,
         timeout=5, breaker_cooldown=60, **endpoint.clients())
+
+
+CHROMA = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real ``chroma run`` on a free loopback port (server mode), for the session."""
+    port = _free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    server = subprocess.Popen([CHROMA, "run", "--path", str(data), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
+                break
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, "chroma run exited"
+        assert time.monotonic() < deadline, "chroma run did not start"
+        time.sleep(0.2)
+    yield port
+    server.terminate()
+    server.wait(timeout=20)

@@ -90,3 +90,18 @@ def test_the_python_helper_over_a_ray_dataset(cluster: None, settings: Settings)
     # A table as written by the helper keeps the same rows.
     first = json.loads(analysed.take(1)[0]["result"])
     assert first["primary_motive"]["id"] == outcomes[0].result.primary_motive.id  # type: ignore[union-attr]
+
+
+def test_the_workers_share_one_chroma_server(cluster: None, chroma_port: int,
+                                             tmp_path: Path) -> None:
+    """With a Chroma server configured, each actor opens the shared index the driver
+    built, and no node builds an embedded store of its own."""
+    settings = Settings(chroma_host="127.0.0.1", chroma_port=chroma_port,
+                        index_dir=tmp_path / "local", backend="offline")
+    MotiveAnalyzer(settings).warm_up()  # the driver builds the index (and the model) once
+    rows = [{"id": f"s{n}", "text": text} for n, text in enumerate(_texts()[:40])]
+    outcomes = list(iter_outcomes(analyze_dataset(ray.data.from_items(rows), settings,
+                                                  workers=1).materialize()))
+    assert [o.id for o in outcomes] == [row["id"] for row in rows]
+    assert all(o.result is not None and o.result.citations for o in outcomes)
+    assert not (tmp_path / "local" / "chroma.sqlite3").exists()
