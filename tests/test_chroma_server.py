@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from complaint_motive import MotiveAnalyzer
 from complaint_motive.index import KnowledgeIndex
 from complaint_motive.settings import Settings
