@@ -23,6 +23,7 @@ from complaint_motive.corpus import chunk_guidance  # noqa: E402
 from complaint_motive.embeddings import HashingEmbeddings  # noqa: E402
 from complaint_motive.exemplars import load_exemplars  # noqa: E402
 from complaint_motive.index import guidance_embed_text  # noqa: E402
+from complaint_motive.taxonomy import load_taxonomy  # noqa: E402
 
 
 def candidates() -> dict[str, object]:
@@ -53,7 +54,8 @@ def encode(model: object, texts: list[str]) -> np.ndarray:
 
 def main() -> None:
     chunks = chunk_guidance()
-    queries = [e for e in load_exemplars() if e.motive.value not in ("unknown", "not_a_complaint")]
+    abstentions = {a.id for a in load_taxonomy().abstentions}
+    queries = [e for e in load_exemplars() if e.motive.value not in abstentions]
     for name, model in candidates().items():
         for expanded in (False, True):
             texts = [guidance_embed_text(c, with_cues=expanded) for c in chunks]

@@ -29,6 +29,7 @@ from complaint_motive.index import KnowledgeIndex  # noqa: E402
 from complaint_motive.retrieval import candidate_pool, steer  # noqa: E402
 from complaint_motive.schema import Usage  # noqa: E402
 from complaint_motive.settings import Settings  # noqa: E402
+from complaint_motive.taxonomy import load_taxonomy  # noqa: E402
 from scripted_llm import ScriptedEndpoint  # noqa: E402
 
 EVAL = REPO / "corpus" / "eval" / "complaints.jsonl"
@@ -74,8 +75,8 @@ def bench_retrieval(folder: Path) -> None:
     """recall@4: the share of labelled complaints whose top-4 chunks include guidance for
     their motive, on the evaluation set (never used to build or tune anything)."""
     analyzer = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
-    items = [i for i, in [(x,) for x in read_labelled(EVAL)[0]]
-             if i.motive.value not in ("unknown", "not_a_complaint")]
+    abstentions = {a.id for a in load_taxonomy().abstentions}
+    items = [i for i in read_labelled(EVAL)[0] if i.motive.value not in abstentions]
     index = analyzer.index
     pipeline = plain = neighbours = 0
     for item in items:
@@ -84,7 +85,7 @@ def bench_retrieval(folder: Path) -> None:
         plain += any(item.motive.value in c.motives for c in index.search(item.text, 4))
         # The rule search and the retriever used before they shared the pipeline's.
         votes = [m for m, _ in motive_votes(prepared.signals.neighbours)
-                 if m not in ("unknown", "not_a_complaint")][:2]
+                 if m not in abstentions][:2]
         pool = index.search(item.text, candidate_pool(index, 4))
         neighbours += any(item.motive.value in c.motives for c in steer(pool, 4, votes))
     emit("retrieval.labelled_complaints", len(items), "complaints")
