@@ -1,10 +1,10 @@
 """The labelled injection set (corpus/eval/injection.jsonl) and the detector's measure on it.
 
 Each line is an injection attempt (``label: injection``, by ``family``) or a benign
-complaint (real customers' words with their ``source``, or ``written-here`` texts that
-mention systems, instructions or JSON innocently). ``split`` fixes, by a hash of the id,
-the half used while developing the detector (``dev``) and the half it is reported on
-(``test``).
+complaint (real customers' words, named by the evaluation or exemplar line they are, or
+``written-here`` texts that mention systems, instructions or JSON innocently). ``split``
+fixes, by a hash of the id, the half used while developing the detector (``dev``) and the
+half it is reported on (``test``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,23 @@ from complaint_motive.inputs import to_input
 SET = Path(__file__).resolve().parents[1] / "corpus" / "eval" / "injection.jsonl"
 
 
+def _lines_by_id(path: Path) -> dict[str, dict[str, Any]]:
+    lines = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return {line["id"]: line for line in lines}
+
+
 def read_set(split: str | None = None) -> list[dict[str, Any]]:
+    """The set's rows; a benign real text is named by ``from`` (``FILE#id`` under
+    ``corpus/``) rather than copied, and gets its text, language and source from there."""
     rows = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines() if line]
+    files: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        if "from" in row:
+            name, line_id = row["from"].split("#")
+            if name not in files:
+                files[name] = _lines_by_id(SET.parents[1] / name)
+            origin = files[name][line_id]
+            row.update(text=origin["text"], lang=origin["lang"], source=origin["source"])
     return [r for r in rows if split is None or r["split"] == split]
 
 
