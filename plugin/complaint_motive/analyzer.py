@@ -1,6 +1,6 @@
 """``MotiveAnalyzer``: the one entry point for helpdesk tools and evaluation scripts, and a
 LangChain ``Runnable``. A facade: the steps are in ``pipeline``, the backends in
-``backends``, batches in ``batch_runner``, streaming in ``streaming``.
+``backends``, batches in ``batch_runner``, the Runnable protocol in ``runnable``.
 
 >>> analyzer = MotiveAnalyzer.from_settings()                 # doctest: +SKIP
 >>> analyzer.analyze("退款申请半个月了还没到账!").primary_motive.id  # doctest: +SKIP
@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import get_config_list
-from langchain_core.runnables.utils import AddableDict
+from langchain_core.runnables import RunnableConfig
 
 from .backends import Backend
 from .backends.offline import OfflineBackend
 from .batch_runner import BatchRunner, Outcome
-from .pipeline import Pipeline, masked_input
-from .schema import AnalyzerInput, MotiveAnalysis
+from .pipeline import Pipeline
+from .runnable import AnalyzerRunnable
+from .schema import MotiveAnalysis
 from .settings import Settings, load_settings
-from .streaming import gathered
 from .vocab import BackendName, Fallback
 
 if TYPE_CHECKING:
@@ -41,7 +39,7 @@ __all__ = ["Fallback", "MotiveAnalyzer", "Outcome"]
 log = logging.getLogger(__name__)
 
 
-class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
+class MotiveAnalyzer(AnalyzerRunnable):
     """Analyse complaints with the configured backend. As a ``Runnable``: ``invoke`` /
     ``ainvoke`` open a run of their own (callbacks see the analyzer, its model calls, its
     re-asks and its fallback), ``batch`` / ``abatch`` run the batch runner, ``stream`` /
@@ -161,71 +159,3 @@ class MotiveAnalyzer(Runnable[Any, MotiveAnalysis]):
                             "are the only options")
         return analyzer_tool(self, name=name or TOOL_NAME,
                              description=description or TOOL_DESCRIPTION)
-
-    # -- Runnable ------------------------------------------------------------------------
-
-    @property
-    def InputType(self) -> type[AnalyzerInput]:  # noqa: N802 (LangChain's name)
-        return AnalyzerInput
-
-    @property
-    def OutputType(self) -> type[MotiveAnalysis]:  # noqa: N802 (LangChain's name)
-        return MotiveAnalysis
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None,
-               **kwargs: Any) -> MotiveAnalysis:
-        return self._call_with_config(
-            lambda _, config: self.analyze(input, config=config, **kwargs),
-            masked_input(input), config)
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> MotiveAnalysis:
-        async def run(_: Any, run_manager: Any, config: RunnableConfig) -> MotiveAnalysis:
-            return await self.aanalyze(input, config=config, **kwargs)
-
-        return await self._acall_with_config(run, masked_input(input), config)
-
-    async def abatch(self, inputs: list[Any],
-                     config: RunnableConfig | list[RunnableConfig] | None = None, *,
-                     return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        """Results in input order through the batch runner (blocks prepared together);
-        ``return_exceptions``: a failed input's typed error in its place, else the first
-        failure is raised. ``max_concurrency`` bounds the model calls in flight."""
-        configs = get_config_list(config, len(inputs))
-        return await self.runner(kwargs.get("fallback")).results(
-            inputs, configs, return_exceptions=return_exceptions)
-
-    def batch(self, inputs: list[Any],
-              config: RunnableConfig | list[RunnableConfig] | None = None, *,
-              return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        """Synchronous ``abatch`` (call ``abatch`` from inside an event loop)."""
-        return asyncio.run(self.abatch(inputs, config, return_exceptions=return_exceptions,
-                                       **kwargs))
-
-    def stream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
-               **kwargs: Any) -> Iterator[AddableDict]:
-        """The result's parts as they are known: ``{"labels": …}``, then ``{"reply": …}``
-        pieces of the draft (as the model writes it, for the LLM), then ``{"result": …}``,
-        the validated ``MotiveAnalysis``. Added together they make one dict."""
-        from .streaming import stream_parts
-
-        yield from stream_parts(self, input, config, **kwargs)
-
-    async def astream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
-                      **kwargs: Any) -> AsyncIterator[AddableDict]:
-        """``stream`` for asyncio."""
-        from .streaming import astream_parts
-
-        async for part in astream_parts(self, input, config, **kwargs):
-            yield part
-
-    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None,
-                  **kwargs: Any) -> Iterator[MotiveAnalysis]:
-        """Inside a composed chain the next step is handed the result, not its parts."""
-        yield self.invoke(gathered(input), config, **kwargs)
-
-    async def atransform(self, input: AsyncIterator[Any],
-                         config: RunnableConfig | None = None,
-                         **kwargs: Any) -> AsyncIterator[MotiveAnalysis]:
-        """``transform`` for asyncio."""
-        yield await self.ainvoke(gathered([item async for item in input]), config, **kwargs)

@@ -35,7 +35,7 @@ from .schema import MotiveAnalysis
 from .taxonomy import load_taxonomy
 
 if TYPE_CHECKING:
-    from .analyzer import MotiveAnalyzer
+    from .runnable import AnalyzerRunnable
 
 _DONE = object()
 
@@ -96,7 +96,7 @@ def _whole(result: MotiveAnalysis, sent: _Drafts) -> Iterator[AddableDict]:
     yield AddableDict(result=result)
 
 
-def stream_parts(analyzer: MotiveAnalyzer, input: Any, config: RunnableConfig | None,
+def stream_parts(analyzer: AnalyzerRunnable, input: Any, config: RunnableConfig | None,
                  **kwargs: Any) -> Iterator[AddableDict]:
     config = ensure_config(config)
     run = get_callback_manager_for_config(config).on_chain_start(
@@ -130,7 +130,7 @@ def stream_parts(analyzer: MotiveAnalyzer, input: Any, config: RunnableConfig | 
     run.on_chain_end(result)
 
 
-async def astream_parts(analyzer: MotiveAnalyzer, input: Any, config: RunnableConfig | None,
+async def astream_parts(analyzer: AnalyzerRunnable, input: Any, config: RunnableConfig | None,
                         **kwargs: Any) -> AsyncIterator[AddableDict]:
     config = ensure_config(config)
     run = await get_async_callback_manager_for_config(config).on_chain_start(
