@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from complaint_motive.analyzer import MotiveAnalyzer  # noqa: E402
 from complaint_motive.settings import Settings  # noqa: E402
+from loopback import free_port, wait_until_up  # noqa: E402
 from scripted_llm import ScriptedEndpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,30 +63,22 @@ def llm_analyzer(index_dir: Path, endpoint: ScriptedEndpoint) -> MotiveAnalyzer:
 CHROMA = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real ``chroma run`` on a free loopback port (server mode), for the session."""
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("chroma-server")
     server = subprocess.Popen([CHROMA, "run", "--path", str(data), "--host", "127.0.0.1",
                                "--port", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers() -> bool:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
-                break
+            return httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success
         except httpx.TransportError:
-            pass
-        assert server.poll() is None, "chroma run exited"
-        assert time.monotonic() < deadline, "chroma run did not start"
-        time.sleep(0.2)
+            return False
+
+    wait_until_up(answers, "chroma run", process=server)
     yield port
     server.terminate()
     server.wait(timeout=20)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from mcp.types import CallToolResult, TextContent
 
 from complaint_motive import MotiveAnalysis, MotiveAnalyzer
 from complaint_motive.settings import Settings
+from loopback import free_port, wait_until_up
 from scripted_llm import ScriptedEndpoint, calls_tool, says
 
 CLI = str(Path(sys.executable).parent / "complaint-motive")
@@ -44,32 +43,25 @@ def _text(result: CallToolResult) -> str:
     return "".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def http_server(index_dir: Path, tmp_path_factory: pytest.TempPathFactory,
                 ) -> Iterator[tuple[str, Path]]:
     """`complaint-motive mcp --transport http --token …` on a free loopback port."""
     corrections = tmp_path_factory.mktemp("mcp-http") / "corrections.jsonl"
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([CLI, "mcp", "--transport", "http", "--port", str(port),
                                "--token", TOKEN], env=_env(index_dir, corrections),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers() -> bool:
         try:
             httpx.get(url, timeout=1)
-            break
         except httpx.TransportError:
-            pass
-        assert server.poll() is None, "complaint-motive mcp exited"
-        assert time.monotonic() < deadline, "complaint-motive mcp did not start"
-        time.sleep(0.2)
+            return False
+        return True
+
+    wait_until_up(answers, "complaint-motive mcp", process=server)
     yield url, corrections
     server.terminate()
     server.wait(timeout=20)

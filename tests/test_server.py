@@ -20,27 +20,25 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from complaint_motive import MotiveAnalyzer
 from complaint_motive.server import create_app, server_config
 from complaint_motive.settings import Settings
+from loopback import free_port, wait_until_up
 
 TOKEN = "test-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _serve(config: uvicorn.Config) -> tuple[uvicorn.Server, threading.Thread]:
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until_up(lambda: server.started, "uvicorn", within=30, pause=0.05)
+    return server, thread
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> Iterator[str]:
     app = create_app(Settings(index_dir=index_dir, backend="offline"), token=TOKEN)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
+    port = free_port()
+    server, thread = _serve(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="error"))
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
@@ -151,23 +149,12 @@ def test_fuzzed_against_its_own_openapi_spec(base_url: str) -> None:
 
 # -- bounds against misuse, on the real uvicorn server -------------------------------------
 
-def _serve(config: uvicorn.Config) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    return server, thread
-
-
 @pytest.fixture(scope="module")
 def bounded(index_dir: Path) -> Iterator[tuple[str, int]]:
     """The service as ``complaint-motive serve`` runs it (server_config), with short
     timeouts so a test can watch them act."""
     app = create_app(Settings(index_dir=index_dir, backend="offline"), body_timeout=2)
-    port = _free_port()
+    port = free_port()
     server, thread = _serve(server_config(app, host="127.0.0.1", port=port,
                                           header_timeout=1.5, log_level="error"))
     yield "127.0.0.1", port
@@ -272,7 +259,7 @@ def test_the_access_log_never_writes_query_strings(index_dir: Path) -> None:
         logger.addHandler(records)
         logger.setLevel(logging.INFO)
     app = create_app(Settings(index_dir=index_dir, backend="offline"))
-    port = _free_port()
+    port = free_port()
     # uvicorn's own access log on, as a deployment may run it, beside the app's.
     server, thread = _serve(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="info", access_log=True))

@@ -197,29 +197,29 @@ def _phrases(text: str) -> InjectionReport:
     """The phrase families on the text as written (NFKC), homoglyph-folded, and squeezed."""
     plain, folded = normalise(text, fold_homoglyphs=False), normalise(text)
     squeezed = squeeze(text)
-    signals: list[str] = []
-    evidence: list[str] = []
-    for signal, pattern, squeezed_pattern in _signal_patterns():
-        found = pattern.search(folded) or pattern.search(plain)
-        if found is None and squeezed_pattern is not None:
-            found = squeezed_pattern.search(squeezed)
-        if found is not None:
-            signals.append(signal)
-            evidence.append(found.group(0).strip())
-    return InjectionReport(tuple(signals), tuple(evidence))
+
+    def found(pattern: re.Pattern[str], squeezed_pattern: re.Pattern[str] | None
+              ) -> re.Match[str] | None:
+        match = pattern.search(folded) or pattern.search(plain)
+        if match is None and squeezed_pattern is not None:
+            match = squeezed_pattern.search(squeezed)
+        return match
+
+    return _report((signal, found(pattern, squeezed_pattern))
+                   for signal, pattern, squeezed_pattern in _signal_patterns())
 
 
 def _structure(text: str) -> InjectionReport:
     folded = normalise(text)
-    signals: list[str] = []
-    evidence: list[str] = []
-    for signal, pattern in (("fence_imitation", _FENCE_LIKE), ("role_marker", _ROLE_MARKER),
-                            ("answer_json", _answer_keys())):
-        found = pattern.search(folded)
-        if found is not None:
-            signals.append(signal)
-            evidence.append(found.group(0).strip())
-    return InjectionReport(tuple(signals), tuple(evidence))
+    return _report((signal, pattern.search(folded)) for signal, pattern in (
+        ("fence_imitation", _FENCE_LIKE), ("role_marker", _ROLE_MARKER),
+        ("answer_json", _answer_keys())))
+
+
+def _report(matches: Iterable[tuple[str, re.Match[str] | None]]) -> InjectionReport:
+    """The signals that matched, each with the words that fired it."""
+    fired = [(signal, match.group(0).strip()) for signal, match in matches if match]
+    return InjectionReport(tuple(s for s, _ in fired), tuple(e for _, e in fired))
 
 
 def _encoded(text: str) -> InjectionReport:
