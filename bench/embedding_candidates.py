@@ -19,11 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
 
-from complaint_motive.corpus import chunk_guidance  # noqa: E402
-from complaint_motive.embeddings import HashingEmbeddings  # noqa: E402
-from complaint_motive.exemplars import load_exemplars  # noqa: E402
-from complaint_motive.index import guidance_embed_text  # noqa: E402
-from complaint_motive.taxonomy import load_taxonomy  # noqa: E402
+from complaint_motive.knowledge.corpus import chunk_guidance  # noqa: E402
+from complaint_motive.knowledge.embeddings import HashingEmbeddings  # noqa: E402
+from complaint_motive.knowledge.exemplars import load_exemplars  # noqa: E402
+from complaint_motive.knowledge.index import guidance_embed_text  # noqa: E402
+from complaint_motive.knowledge.taxonomy import load_taxonomy  # noqa: E402
 
 
 def candidates() -> dict[str, object]:

@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the scripted OpenAI-compatible endpoint
 
 from complaint_motive import MotiveAnalyzer  # noqa: E402
-from complaint_motive.evaluation import aevaluate  # noqa: E402
-from complaint_motive.exemplars import read_labelled  # noqa: E402
+from complaint_motive.evaluation.run import aevaluate  # noqa: E402
+from complaint_motive.knowledge.exemplars import read_labelled  # noqa: E402
 from scripted_llm import ScriptedEndpoint  # noqa: E402
 
 

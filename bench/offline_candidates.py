@@ -28,11 +28,11 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
-from complaint_motive.embeddings import normalize
-from complaint_motive.exemplars import load_exemplars
-from complaint_motive.offline import _classifier, _Features, cue_documents
-from complaint_motive.signals import find_cues
-from complaint_motive.taxonomy import load_taxonomy
+from complaint_motive.analysis.classifier import _classifier, _Features, cue_documents
+from complaint_motive.analysis.signals import find_cues
+from complaint_motive.knowledge.embeddings import normalize
+from complaint_motive.knowledge.exemplars import load_exemplars
+from complaint_motive.knowledge.taxonomy import load_taxonomy
 
 
 def char(low: int, high: int) -> TfidfVectorizer:

@@ -22,14 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the scripted OpenAI-compatible endpoint
 
 from complaint_motive import MotiveAnalyzer  # noqa: E402
-from complaint_motive.evaluation import aevaluate  # noqa: E402
-from complaint_motive.exemplar_set import motive_votes  # noqa: E402
-from complaint_motive.exemplars import read_labelled  # noqa: E402
-from complaint_motive.index import KnowledgeIndex  # noqa: E402
-from complaint_motive.retrieval import candidate_pool, steer  # noqa: E402
-from complaint_motive.schema import Usage  # noqa: E402
+from complaint_motive.analysis.schema import Usage  # noqa: E402
+from complaint_motive.analysis.steering import candidate_pool, steer  # noqa: E402
+from complaint_motive.evaluation.run import aevaluate  # noqa: E402
+from complaint_motive.knowledge.exemplar_set import motive_votes  # noqa: E402
+from complaint_motive.knowledge.exemplars import read_labelled  # noqa: E402
+from complaint_motive.knowledge.index import KnowledgeIndex  # noqa: E402
+from complaint_motive.knowledge.taxonomy import load_taxonomy  # noqa: E402
 from complaint_motive.settings import Settings  # noqa: E402
-from complaint_motive.taxonomy import load_taxonomy  # noqa: E402
 from scripted_llm import ScriptedEndpoint  # noqa: E402
 
 EVAL = REPO / "corpus" / "eval" / "complaints.jsonl"
@@ -367,7 +367,7 @@ def _offline_answers_lean_and_full(folder: Path, texts: list[str]
     taxonomy's handling steps and do-not-say list in full, which enrichment now adds)."""
     import json
 
-    from complaint_motive.offline import offline_answers
+    from complaint_motive.backends.offline.writer import offline_answers
 
     offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
     ready = [offline.pipeline.prepare(text) for text in texts]
@@ -587,7 +587,7 @@ def bench_ray(folder: Path) -> None:
     import ray
     import ray.data
 
-    from complaint_motive.ray_runner import analyze_dataset, connect, iter_outcomes
+    from complaint_motive.runners.ray_runner import analyze_dataset, connect, iter_outcomes
 
     rows = int(os.environ.get("BENCH_RAY_ROWS", "4000"))
     runs = int(os.environ.get("BENCH_RAY_RUNS", "3"))
@@ -624,7 +624,7 @@ def bench_injection(folder: Path) -> None:
     attack family and false-alarm rate per kind of benign complaint, on the held-out half
     (``test``; the patterns were written looking only at the ``dev`` half, reported too),
     then the reply guard's table (tests/test_guards.py) and the detector's time per text."""
-    from complaint_motive.guards import text_violations
+    from complaint_motive.analysis.policy import text_violations
     from injection_set import flagged, measure, read_set
     from test_guards import MAY_PASS, MUST_BLOCK
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from complaint_motive.guards import detect_injection
-from complaint_motive.inputs import to_input
+from complaint_motive.analysis.injection import detect_injection
+from complaint_motive.analysis.inputs import to_input
 
 SET = Path(__file__).resolve().parents[1] / "corpus" / "eval" / "injection.jsonl"
 

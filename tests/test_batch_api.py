@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from complaint_motive import MotiveAnalyzer
-from complaint_motive.batch_api import BatchRun
+from complaint_motive.runners.batch_api import BatchRun
 from loopback_llm import serving
 from scripted_batches import ScriptedBatches
 from scripted_llm import ScriptedEndpoint, error, good_answer
@@ -124,7 +124,7 @@ def test_command_line_analyze_and_eval_through_the_batch_api(index_dir, tmp_path
                                                              monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from complaint_motive.cli import app
+    from complaint_motive.surfaces.cli import app
     from loopback_llm import serving
 
     service = ScriptedBatches(expire_after=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from complaint_motive import MotiveAnalyzer
-from complaint_motive.index import KnowledgeIndex
+from complaint_motive.knowledge.index import KnowledgeIndex
 from complaint_motive.settings import Settings
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from complaint_motive.corpus import chunk_guidance, load_guidance
-from complaint_motive.exemplars import load_exemplars, read_labelled
+from complaint_motive.knowledge.corpus import chunk_guidance, load_guidance
+from complaint_motive.knowledge.exemplars import load_exemplars, read_labelled
+from complaint_motive.knowledge.taxonomy import MotiveId, PrimaryMotiveId, StageId, load_taxonomy
 from complaint_motive.resources import corpus_dir
-from complaint_motive.taxonomy import MotiveId, PrimaryMotiveId, StageId, load_taxonomy
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 FURNITURE = ["免责声明", "添加企业微信", "上一篇", "下一篇", "填写信息", "我要反馈",
@@ -66,7 +66,7 @@ def _flatten(value: str | tuple[str, ...]) -> list[str]:
 def test_a_motive_with_uneven_translations_is_refused(tmp_path: Path) -> None:
     import yaml
 
-    from complaint_motive.taxonomy import Taxonomy
+    from complaint_motive.knowledge.taxonomy import Taxonomy
 
     raw = yaml.safe_load((corpus_dir() / "taxonomy.yaml").read_text(encoding="utf-8"))
     raw["motives"][0]["handling"]["en"] = raw["motives"][0]["handling"]["en"][:1]

@@ -14,16 +14,16 @@ import pytest
 from typer.testing import CliRunner
 
 from complaint_motive import FieldMap, MotiveAnalyzer, evaluate
-from complaint_motive.cli import RESULT_COLUMNS, app
-from complaint_motive.evaluation import (
-    Prediction,
-    _cells,
-    _resampled_confusions,
-    _scores_of,
+from complaint_motive.evaluation.compare import compare_predictions
+from complaint_motive.evaluation.metrics import (
     build_report,
-    compare_predictions,
+    paired_cells,
+    resampled_confusions,
+    scores_of,
 )
+from complaint_motive.evaluation.models import Prediction
 from complaint_motive.readers import read_rows
+from complaint_motive.surfaces.cli import RESULT_COLUMNS, app
 
 ROWS = [
     {"id": "a", "text": "我要退款,钱必须退给我", "motive": "compensation",
@@ -101,7 +101,7 @@ def test_field_names_can_be_mapped_and_a_missing_id_is_named_after_its_line(
     assert unmapped.skipped_lines[0].line == 2  # the header is line 1
     assert "text: Field required" in unmapped.skipped_lines[0].message
 
-    from complaint_motive.evaluation import plan_evaluation
+    from complaint_motive.evaluation.run import plan_evaluation
 
     plan = plan_evaluation(path, fields=FieldMap(text="body", motive="label"))
     assert [row.item.id for row in plan.rows] == ["line-2", "line-3", "line-4", "line-5"]
@@ -171,9 +171,9 @@ def test_bootstrap_intervals_bracket_the_estimate_and_match_scikit_learn() -> No
 
     gold = [p.gold_motive for p in predictions]
     predicted = [p.motive or "" for p in predictions]
-    confusions = _resampled_confusions([_cells(gold, predicted)], resamples=5)[0]
+    confusions = resampled_confusions([paired_cells(gold, predicted)], resamples=5)[0]
     labels = sorted(set(gold) | set(predicted))
-    accuracies, f1s = _scores_of(confusions)
+    accuracies, f1s = scores_of(confusions)
     for matrix, accuracy, macro_f1 in zip(confusions, accuracies, f1s, strict=True):
         assert matrix.sum() == 200
         g = [labels[i] for i in range(len(labels)) for j in range(len(labels))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from complaint_motive.embeddings import HashingEmbeddings
-from complaint_motive.index import KnowledgeIndex
+from complaint_motive.knowledge.embeddings import HashingEmbeddings
+from complaint_motive.knowledge.index import KnowledgeIndex
 from complaint_motive.settings import Settings
 
 SEEN: list[dict] = []

@@ -10,8 +10,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from complaint_motive import InputError, MotiveAnalyzer, evaluate
-from complaint_motive.cli import app
-from complaint_motive.evaluation import Prediction, build_report
+from complaint_motive.evaluation.metrics import build_report
+from complaint_motive.evaluation.models import Prediction
+from complaint_motive.surfaces.cli import app
 
 
 def _dataset(path: Path) -> Path:
@@ -202,7 +203,7 @@ def test_resume_refuses_a_damaged_line_before_the_last(offline: MotiveAnalyzer,
 
 
 def test_an_in_memory_set_with_repeated_ids_is_refused(offline: MotiveAnalyzer) -> None:
-    from complaint_motive.exemplars import LabelledComplaint
+    from complaint_motive.knowledge.exemplars import LabelledComplaint
 
     items = [LabelledComplaint(id="a", text="退钱", motive="compensation"),
              LabelledComplaint(id="a", text="太慢了", motive="venting")]

@@ -8,7 +8,9 @@ import re
 import pytest
 
 from complaint_motive import MotiveAnalyzer, OutputValidationError
-from complaint_motive.guards import injection_phrases, redact, reply_violations, text_violations
+from complaint_motive.analysis.injection import injection_phrases
+from complaint_motive.analysis.policy import reply_violations, text_violations
+from complaint_motive.analysis.privacy import redact
 from scripted_llm import ScriptedEndpoint, answer
 
 PERSONAL = ("我叫张三,手机13812345678,身份证110101199003071234,"

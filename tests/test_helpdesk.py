@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from complaint_motive import InputError, MotiveAnalyzer
-from complaint_motive.cli import app
-from complaint_motive.corrections import import_corrections, read_corrections
-from complaint_motive.inputs import parse_transcript
+from complaint_motive.analysis.inputs import parse_transcript
+from complaint_motive.knowledge.corrections import import_corrections, read_corrections
 from complaint_motive.settings import Settings
+from complaint_motive.surfaces.cli import app
 from scripted_llm import ScriptedEndpoint
 
 TRANSCRIPT = """[1] 客户: 我上周买的冰箱不制冷了

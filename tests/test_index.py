@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from complaint_motive.cli import app
-from complaint_motive.embeddings import HashingEmbeddings
-from complaint_motive.exemplars import load_exemplars
-from complaint_motive.index import KnowledgeIndex, open_client
-from complaint_motive.pipeline import Pipeline
-from complaint_motive.retrieval import GuidanceRetriever, retrieve_guidance
+from complaint_motive.analysis.pipeline import Pipeline
+from complaint_motive.knowledge.embeddings import HashingEmbeddings
+from complaint_motive.knowledge.exemplars import load_exemplars
+from complaint_motive.knowledge.index import KnowledgeIndex, open_client
 from complaint_motive.settings import Settings
+from complaint_motive.surfaces.cli import app
+from complaint_motive.surfaces.retriever import GuidanceRetriever, retrieve_guidance
 
 
 def test_build_is_idempotent_and_incremental(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from complaint_motive.errors import InputError
-from complaint_motive.exemplars import LabelledComplaint, load_exemplars, read_labelled
+from complaint_motive.knowledge.exemplars import LabelledComplaint, load_exemplars, read_labelled
 from complaint_motive.readers import read_jsonl
 
 _GOOD = '{"id": "a", "text": "退款还没到", "motive": "compensation"}'

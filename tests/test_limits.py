@@ -6,7 +6,7 @@ automatically retried 2 times by default, with a short exponential backoff. Conn
 errors ..., 408 Request Timeout, 409 Conflict, 429 Rate Limit, and >=500 Internal errors are
 all retried by default" — each call on its own, ``insufficient_quota`` included
 (``_base_client._should_retry`` retries every 429). The library switches that off and
-retries itself (``complaint_motive.limits``).
+retries itself (``complaint_motive.backends.llm.limits``).
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def test_batch_after_batch_on_one_analyzer_against_a_keep_alive_server(index_dir
 def test_the_http_service_answers_a_filtered_complaint_with_422(index_dir) -> None:
     from fastapi.testclient import TestClient
 
-    from complaint_motive.server import create_app
+    from complaint_motive.surfaces.server import create_app
 
     endpoint = ScriptedEndpoint(default=lambda b, s: httpx.Response(400,
                                                                     json=AZURE_PROMPT_FILTERED))

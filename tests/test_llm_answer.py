@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from complaint_motive import ConfigurationError, MotiveAnalyzer, OutputValidationError, evaluate
-from complaint_motive.enrich import lowered
-from complaint_motive.guards import do_not_say
-from complaint_motive.schema import model_facing_schema
-from complaint_motive.taxonomy import load_taxonomy
-from complaint_motive.validation import locate, normalise_chunk_id
+from complaint_motive.analysis.enrich import lowered
+from complaint_motive.analysis.policy import do_not_say
+from complaint_motive.analysis.schema import model_facing_schema
+from complaint_motive.analysis.validation import locate, normalise_chunk_id
+from complaint_motive.knowledge.taxonomy import load_taxonomy
 from scripted_llm import ScriptedEndpoint, answer, completion, good_answer
 
 COMPLAINT = "网银转账失败了但钱已经扣了,手续费也扣了,我要求全额退回!"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from complaint_motive import BackendError, BackendUnavailable, MotiveAnalyzer, OutputValidationError
-from complaint_motive.prompts import prompt_version
+from complaint_motive.analysis.prompts import prompt_version
 from scripted_llm import ScriptedEndpoint, answer, completion, error, good_answer
 
 

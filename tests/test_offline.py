@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from complaint_motive import InputError, MotiveAnalyzer
-from complaint_motive.cli import app
 from complaint_motive.settings import Settings
+from complaint_motive.surfaces.cli import app
 
 
 def test_no_endpoint_means_offline(index_dir: Path) -> None:
@@ -122,7 +122,7 @@ def test_replies_name_the_customers_issue_in_their_words(offline: MotiveAnalyzer
 
 def test_a_quote_that_would_break_the_reply_policy_is_left_out(
         offline: MotiveAnalyzer) -> None:
-    from complaint_motive.guards import reply_violations
+    from complaint_motive.analysis.policy import reply_violations
 
     # Quoting "refund me $500" back would read as a promise of $500.
     result = offline.analyze("refund me $500 now, the blender broke on day one")
@@ -132,7 +132,7 @@ def test_a_quote_that_would_break_the_reply_policy_is_left_out(
 
 def test_no_two_offline_replies_are_the_same_unless_the_complaints_are(
         offline: MotiveAnalyzer) -> None:
-    from complaint_motive.exemplars import read_labelled
+    from complaint_motive.knowledge.exemplars import read_labelled
     from complaint_motive.resources import corpus_dir
 
     items, _ = read_labelled(corpus_dir() / "eval" / "real.jsonl")
@@ -221,7 +221,7 @@ def test_the_card_prints_complaint_text_as_typed_and_names_in_its_language(
         offline: MotiveAnalyzer) -> None:
     from rich.console import Console
 
-    from complaint_motive.render import render_card
+    from complaint_motive.surfaces.render import render_card
 
     result = offline.analyze("Refund me now or else. You ignored three e-mails.")
     # A model's draft may quote the customer's brackets; they are text, not rich markup.

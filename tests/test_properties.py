@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from complaint_motive import ComplaintMotiveError, InputError, MotiveAnalyzer
-from complaint_motive.schema import MotiveAnalysis
+from complaint_motive.analysis.schema import MotiveAnalysis
 
 _FAST = settings(max_examples=120, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -15,10 +15,10 @@ import ray.data
 from typer.testing import CliRunner
 
 from complaint_motive import MotiveAnalysis, MotiveAnalyzer
-from complaint_motive.cli import app
-from complaint_motive.exemplars import read_labelled
-from complaint_motive.ray_runner import analyze_dataset, connect, iter_outcomes
+from complaint_motive.knowledge.exemplars import read_labelled
+from complaint_motive.runners.ray_runner import analyze_dataset, connect, iter_outcomes
 from complaint_motive.settings import Settings
+from complaint_motive.surfaces.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 20_000

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from complaint_motive import IndexStoreError, MotiveAnalyzer
-from complaint_motive.index import KnowledgeIndex
+from complaint_motive.knowledge.index import KnowledgeIndex
 from complaint_motive.settings import Settings
 from scripted_llm import ScriptedEndpoint, answer, completion, error, good_answer
 
@@ -69,7 +69,8 @@ def test_with_fallback_every_faulty_item_still_gets_a_degraded_result(index_dir)
 
 
 def _index_command(folder: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "complaint_motive.cli", "index", "--format", "json", *args]
+    return [sys.executable, "-m", "complaint_motive.surfaces.cli", "index", "--format", "json",
+            *args]
 
 
 def _env(folder: Path) -> dict[str, str]:
@@ -92,8 +93,8 @@ def test_two_processes_building_the_same_folder(tmp_path: Path) -> None:
 
 SLOW_BUILD = """
 import sys, time
-from complaint_motive.embeddings import HashingEmbeddings
-from complaint_motive.index import KnowledgeIndex, open_client
+from complaint_motive.knowledge.embeddings import HashingEmbeddings
+from complaint_motive.knowledge.index import KnowledgeIndex, open_client
 from complaint_motive.settings import Settings
 
 class Slow(HashingEmbeddings):

@@ -14,14 +14,14 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableLambda
 from typer.testing import CliRunner
 
+from complaint_motive.analysis.batch_runner import Rejected
+from complaint_motive.analysis.schema import MotiveAnalysis
+from complaint_motive.analysis.types import Backend
 from complaint_motive.analyzer import MotiveAnalyzer
-from complaint_motive.backends import Backend
-from complaint_motive.batch_runner import Rejected
-from complaint_motive.cli import app
 from complaint_motive.errors import BackendError, InputError
-from complaint_motive.retrieval import GuidanceRetriever
-from complaint_motive.schema import MotiveAnalysis
 from complaint_motive.settings import Settings
+from complaint_motive.surfaces.cli import app
+from complaint_motive.surfaces.retriever import GuidanceRetriever
 from scripted_llm import ScriptedEndpoint, answer, error, good_answer
 
 COMPLAINT = "网银转账失败但钱扣了,手续费也扣了,我要求全额退回!电话13812345678"

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from complaint_motive import MotiveAnalyzer
-from complaint_motive.server import create_app, server_config
 from complaint_motive.settings import Settings
+from complaint_motive.surfaces.server import create_app, server_config
 from loopback import free_port, wait_until_up
 
 TOKEN = "test-token"

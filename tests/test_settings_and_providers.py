@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from complaint_motive import ConfigurationError, MotiveAnalyzer
-from complaint_motive.cli import app
 from complaint_motive.providers import PROVIDERS
 from complaint_motive.settings import Settings
+from complaint_motive.surfaces.cli import app
 from scripted_llm import ScriptedEndpoint, error, good_answer, llamacpp_like
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from complaint_motive.analysis.schema import MotiveAnalysis
 from complaint_motive.errors import ConfigurationError
+from complaint_motive.knowledge.taxonomy import load_taxonomy
 from complaint_motive.resources import corpus_dir
-from complaint_motive.schema import MotiveAnalysis
-from complaint_motive.taxonomy import load_taxonomy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -173,7 +173,7 @@ from pathlib import Path
 import complaint_motive
 from complaint_motive.analyzer import MotiveAnalyzer
 from complaint_motive.settings import Settings
-from complaint_motive.taxonomy import MotiveId, RiskFlagId
+from complaint_motive.knowledge.taxonomy import MotiveId, RiskFlagId
 
 analyzer = MotiveAnalyzer(Settings(index_dir=Path(sys.argv[1]), backend="offline"))
 result = analyzer.analyze(sys.argv[2])

@@ -13,7 +13,7 @@ from langchain_core.tools import StructuredTool
 from langchain_openai import ChatOpenAI
 
 from complaint_motive import MotiveAnalysis, MotiveAnalyzer
-from complaint_motive.taxonomy import load_taxonomy
+from complaint_motive.knowledge.taxonomy import load_taxonomy
 from scripted_llm import ScriptedEndpoint, Seen, calls_tool, says
 
 COMPLAINT = "信用卡年费被扣了两次,客服电话打了三次都没人管,我要求退还多扣的年费!"

@@ -28,8 +28,8 @@ def test_wheel_installs_and_loads_its_own_corpus(tmp_path: Path) -> None:
                     "--target", str(target), str(wheel)], check=True)
     probe = (
         "import complaint_motive, complaint_motive.resources as r;"
-        "from complaint_motive.corpus import chunk_guidance;"
-        "from complaint_motive.prompts import prompt_version;"
+        "from complaint_motive.knowledge.corpus import chunk_guidance;"
+        "from complaint_motive.analysis.prompts import prompt_version;"
         "print(complaint_motive.__file__); print(r.data_root());"
         "print(len(chunk_guidance())); print(prompt_version())"
     )
@@ -38,6 +38,6 @@ def test_wheel_installs_and_loads_its_own_corpus(tmp_path: Path) -> None:
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}).stdout
     module, root, chunks, version = out.split()
     assert module.startswith(str(target)) and root.startswith(str(target))
-    from complaint_motive.prompts import prompt_version
+    from complaint_motive.analysis.prompts import prompt_version
 
     assert int(chunks) > 40 and version == prompt_version()  # the same prompts, packaged

@@ -26,18 +26,19 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .analysis.schema import MotiveAnalysis
     from .analyzer import MotiveAnalyzer, Outcome
-    from .evaluation import EvaluationReport, FieldMap, evaluate
-    from .index import KnowledgeIndex
-    from .retrieval import GuidanceRetriever
-    from .schema import MotiveAnalysis
+    from .evaluation.run import EvaluationReport, FieldMap, evaluate
+    from .knowledge.index import KnowledgeIndex
     from .settings import Settings
+    from .surfaces.retriever import GuidanceRetriever
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "MotiveAnalyzer": "analyzer", "Outcome": "analyzer", "MotiveAnalysis": "schema",
-    "Settings": "settings", "KnowledgeIndex": "index", "GuidanceRetriever": "retrieval",
+    "MotiveAnalyzer": "analyzer", "Outcome": "analyzer", "MotiveAnalysis": "analysis.schema",
+    "Settings": "settings", "KnowledgeIndex": "knowledge.index",
+    "GuidanceRetriever": "surfaces.retriever",
     "evaluate": "evaluation", "EvaluationReport": "evaluation", "FieldMap": "evaluation",
 }
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 
-from .backends import Backend
-from .backends.offline import OfflineBackend
-from .batch_runner import BatchRunner, Outcome
-from .pipeline import Pipeline
-from .runnable import AnalyzerRunnable
-from .schema import MotiveAnalysis
+from .analysis.batch_runner import BatchRunner, Outcome
+from .analysis.pipeline import Pipeline
+from .analysis.runnable import AnalyzerRunnable
+from .analysis.schema import MotiveAnalysis
+from .analysis.types import Backend
+from .backends.offline.backend import OfflineBackend
 from .settings import Settings, load_settings
 from .vocab import BackendName, Fallback
 
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from langchain_core.tools import StructuredTool
     from pydantic import BaseModel
 
-    from .backends.llm import LLMBackend
-    from .index import KnowledgeIndex
-    from .offline import MotiveModel
+    from .analysis.classifier import MotiveModel
+    from .backends.llm.backend import LLMBackend
+    from .knowledge.index import KnowledgeIndex
 
 __all__ = ["Fallback", "MotiveAnalyzer", "Outcome"]
 log = logging.getLogger(__name__)
@@ -47,15 +47,15 @@ class MotiveAnalyzer(AnalyzerRunnable):
 
     def __init__(self, settings: Settings, *, index: KnowledgeIndex | None = None,
                  llm: LLMBackend | None = None) -> None:
-        from .index import KnowledgeIndex
+        from .knowledge.index import KnowledgeIndex
 
         self.settings = settings
         self.index = index or KnowledgeIndex.from_settings(settings)
         self.pipeline = Pipeline(settings, self.index)
-        self.offline = OfflineBackend(self.pipeline)
+        self.offline = OfflineBackend(lambda: self.pipeline.model)
         self.backend: BackendName = settings.resolved_backend()
         if self.backend == "llm" and llm is None:
-            from .backends.llm import LLMBackend
+            from .backends.llm.backend import LLMBackend
 
             llm = LLMBackend(settings)
         self.llm = llm if self.backend == "llm" else None
@@ -73,7 +73,7 @@ class MotiveAnalyzer(AnalyzerRunnable):
         settings = load_settings(settings, **overrides)
         llm = None
         if settings.resolved_backend() == "llm":
-            from .backends.llm import LLMBackend
+            from .backends.llm.backend import LLMBackend
 
             llm = LLMBackend(settings, http_client=http_client,
                              http_async_client=http_async_client)
@@ -142,7 +142,7 @@ class MotiveAnalyzer(AnalyzerRunnable):
                           motive: str | None = None, stage: str | None = None,
                           note: str | None = None, path: Path | None = None) -> Path:
         """Append an agent's correction of ``result`` to the corrections file."""
-        from .corrections import record_correction
+        from .knowledge.corrections import record_correction
 
         return record_correction(result, text=text, motive=motive, stage=stage, note=note,
                                  path=path or self.settings.corrections_file)
@@ -152,7 +152,7 @@ class MotiveAnalyzer(AnalyzerRunnable):
                 arg_types: dict[str, type] | None = None) -> StructuredTool:
         """This analyzer as a LangChain tool for a tool-calling model (see ``tool.py``); its
         arguments are always ``ComplaintArgs``."""
-        from .tool import TOOL_DESCRIPTION, TOOL_NAME, analyzer_tool
+        from .analysis.tool import TOOL_DESCRIPTION, TOOL_NAME, analyzer_tool
 
         if args_schema is not None or arg_types is not None:
             raise TypeError("the analyzer's tool takes ComplaintArgs; name and description "

@@ -1,0 +1,5 @@
+"""The offline backend (``OfflineBackend``) and the answer it writes (``writer``)."""
+
+from .backend import OfflineBackend
+
+__all__ = ["OfflineBackend"]
