@@ -22,11 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the scripted OpenAI-compatible endpoint
 
 from complaint_motive import MotiveAnalyzer  # noqa: E402
-from complaint_motive.analysis.schema import Usage  # noqa: E402
+from complaint_motive.analysis.clauses import segment  # noqa: E402
+from complaint_motive.analysis.schema import MotiveAnalysis, Usage  # noqa: E402
 from complaint_motive.analysis.steering import candidate_pool, steer  # noqa: E402
 from complaint_motive.evaluation.run import aevaluate  # noqa: E402
 from complaint_motive.knowledge.exemplar_set import motive_votes  # noqa: E402
-from complaint_motive.knowledge.exemplars import read_labelled  # noqa: E402
+from complaint_motive.knowledge.exemplars import LabelledComplaint, read_labelled  # noqa: E402
 from complaint_motive.knowledge.index import KnowledgeIndex  # noqa: E402
 from complaint_motive.knowledge.taxonomy import load_taxonomy  # noqa: E402
 from complaint_motive.settings import Settings  # noqa: E402
@@ -129,9 +130,9 @@ AGENT_LINES = ["您好,请问具体是什么情况?", "明白,还有其他需要
 
 def as_conversation(text: str, pieces: int) -> list[dict[str, str]]:
     """Split a complaint into ``pieces`` customer turns at clause ends, agent turns between."""
-    import re
-
-    clauses = [c for c in re.split(r"(?<=[,。!?,.!?;;])", text) if c.strip()]
+    starts = [clause.start for clause in segment(text)] or [0]
+    clauses = [text[a:b] for a, b in zip([0, *starts[1:]], [*starts[1:], len(text)],
+                                         strict=True)]
     pieces = max(1, min(pieces, len(clauses)))
     size = -(-len(clauses) // pieces)
     turns: list[dict[str, str]] = []
@@ -151,13 +152,14 @@ def bench_conversations(folder: Path) -> None:
                                    for n, i in enumerate(items)])
 
     def accuracy(outcomes: list, field: str) -> float:
-        hits = 0
-        for item, outcome in zip(items, outcomes, strict=True):
-            got = getattr(outcome.result, field).id
-            gold = item.motive.value if field == "primary_motive" else item.stage.value
-            alts = [a.value for a in item.alt_motives] if field == "primary_motive" else []
-            hits += got == gold or got in alts
-        return hits / len(items)
+        """Right answers over all items; a not-a-complaint answer has no stage (None)."""
+        if field == "primary_motive":
+            hits = [o.result.primary_motive.id in accepted(i) for i, o in zip(items, outcomes,
+                                                                          strict=True)]
+        else:
+            hits = [stage_of(o.result) == _value(i.stage) for i, o in zip(items, outcomes,
+                                                                       strict=True)]
+        return sum(hits) / len(items)
 
     for field, name in (("primary_motive", "motive"), ("stage", "stage")):
         flat, talk = accuracy(single, field), accuracy(talks, field)
@@ -381,55 +383,89 @@ def _offline_answers_lean_and_full(folder: Path, texts: list[str]
             [json.dumps(a, ensure_ascii=False) for a in full])
 
 
+def _value(label: object) -> str | None:
+    return getattr(label, "value", label)  # type: ignore[return-value]
+
+
+def accepted(item: LabelledComplaint) -> set[str]:
+    """The motives an evaluation counts right: the gold one or an accepted alternate."""
+    return {str(_value(m)) for m in (item.motive, *item.alt_motives)}
+
+
+def stage_of(result: MotiveAnalysis) -> str | None:
+    return result.stage.id if result.stage is not None else None
+
+
 def bench_real_llm(folder: Path) -> None:
-    """The real ChatOpenAI path against llama.cpp's server (llama-cpp-python) serving Gemma
-    3 270M on loopback (tests/llama_server.py), the llamacpp recipe, 20 real-text evaluation
-    complaints one at a time (``REAL_LLM_COMPLAINTS`` and ``REAL_LLM_MAX_TOKENS`` change the
-    count and the bound; each complaint can take minutes on two busy cores): latency,
-    tokens as the server counts them, first-try validity, repairs, re-asks, failures by
-    kind. Then: does an abandoned request stop generating?"""
+    """The real ChatOpenAI path against llama.cpp's server (llama-cpp-python) on loopback
+    (tests/llama_server.py): Gemma 3 270M, or the GGUF in ``REAL_LLM_GGUF`` (an instruct
+    model), with the llamacpp recipe, on real-text evaluation complaints one at a time,
+    spread over both languages (``REAL_LLM_COMPLAINTS``, default 20; ``REAL_LLM_MAX_TOKENS``
+    the bound, ``REAL_LLM_EXEMPLARS`` the exemplars shown, ``REAL_LLM_THREADS`` the server's
+    threads): latency, tokens as the server counts them, first-try validity, repairs,
+    re-asks, failures by kind (degenerate answers by their kind), and motive and stage
+    accuracy on the answered ones beside the offline analyzer's on the same complaints.
+    Then: does an abandoned request stop generating?"""
     from collections import Counter
 
     import httpx
 
     from complaint_motive import ComplaintMotiveError
-    from llama_server import MODEL_ALIAS, llama_server, unavailable
+    from llama_server import llama_server, served_model, unavailable
 
     if (reason := unavailable()) is not None:
         print(f"real_llm: skipped: {reason}", flush=True)
         return
     wanted = int(os.environ.get("REAL_LLM_COMPLAINTS", "20"))
     every = read_labelled(REAL)[0]
-    items = every[::max(1, len(every) // wanted)][:wanted]  # spread: both languages, all motives
-    with llama_server() as base_url:
+    by_lang = [[i for i in every if i.lang == lang] for lang in ("en", "zh")]
+    items = [i for group in by_lang  # spread: both languages, all motives
+             for i in group[::max(1, 2 * len(group) // wanted)][:wanted - wanted // 2]]
+    offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
+    alias = served_model()[1]
+    with llama_server(threads=int(os.environ.get("REAL_LLM_THREADS", "1"))) as base_url:
         analyzer = MotiveAnalyzer.from_settings(
             index_dir=folder, provider="llamacpp", openai_base_url=base_url,
-            model=MODEL_ALIAS, temperature=0, timeout=1800, deadline=3600, max_retries=0,
+            model=alias, temperature=0, timeout=1800, deadline=3600, max_retries=0,
+            exemplars_k=int(os.environ.get("REAL_LLM_EXEMPLARS", "3")),
             max_tokens=int(os.environ.get("REAL_LLM_MAX_TOKENS", "800")))
         analyzer.warm_up()
         latencies, prompt, completion, attempts = [], [], [], []
         first_try = repaired = reasked = 0
         failures: Counter[str] = Counter()
+        degenerate: Counter[str] = Counter()
+        right = Counter[str]()
         for item in items:
             started = time.perf_counter()
             try:  # synchronous: analyze_many per item would run a new event loop each time
-                result = analyzer.analyze(item.text)
+                result = analyzer.analyze(item.as_input())
             except ComplaintMotiveError as error:
                 failures[error.kind] += 1
-                print(f"real_llm.failure: {error.kind}: {error.message[:160]}", flush=True)
+                degenerate.update(error.details.get("degenerate", []))
+                print(f"real_llm.failure: {item.id}: {error.kind}: {error.message[:160]}",
+                      flush=True)
                 usage = Usage(**error.details.get("usage", {}))
                 tries = error.details.get("attempts", 1)
             else:
                 usage, tries = result.meta.usage, result.meta.attempts
                 first_try += tries == 1
                 repaired += any("repair" in w for w in result.meta.warnings)
+                other = offline.analyze(item.as_input())
+                for name, said in (("llm", result), ("offline", other)):
+                    right[f"{name}.motive"] += said.primary_motive.id in accepted(item)
+                    right[f"{name}.stage"] += stage_of(said) == _value(item.stage)
+                print(f"real_llm.answer: {item.id}: {result.primary_motive.id}/"
+                      f"{stage_of(result)} (gold {_value(item.motive)}/{_value(item.stage)}, "
+                      f"offline {other.primary_motive.id}/{stage_of(other)})", flush=True)
             latencies.append(time.perf_counter() - started)
             reasked += tries > 1
             attempts.append(tries)
             prompt.append(usage.input_tokens / max(tries, 1))
             completion.append(usage.output_tokens / max(tries, 1))
-        emit("real_llm.complaints", len(items), "complaints")
+        answered = len(items) - sum(failures.values())
+        emit("real_llm.complaints", len(items), f"complaints ({alias})")
         emit("real_llm.max_tokens", analyzer.settings.max_tokens, "tokens")
+        emit("real_llm.exemplars", analyzer.settings.exemplars_k, "exemplars")
         emit("real_llm.latency_per_complaint_p50", statistics.median(latencies), "s")
         emit("real_llm.latency_per_complaint_max", max(latencies), "s")
         emit("real_llm.prompt_tokens_per_attempt_p50", statistics.median(prompt), "tokens")
@@ -439,9 +475,13 @@ def bench_real_llm(folder: Path) -> None:
         emit("real_llm.first_try_valid", first_try, f"of {len(items)}")
         emit("real_llm.repaired", repaired, f"of {len(items)}")
         emit("real_llm.reasked", reasked, f"of {len(items)}")
-        emit("real_llm.results", len(items) - sum(failures.values()), f"of {len(items)}")
+        emit("real_llm.results", answered, f"of {len(items)}")
         for kind, count in sorted(failures.items()):
             emit(f"real_llm.failed.{kind}", count, f"of {len(items)}")
+        for kind, count in sorted(degenerate.items()):
+            emit(f"real_llm.degenerate.{kind}", count, f"of {failures['degenerate']}")
+        for name in ("llm.motive", "llm.stage", "offline.motive", "offline.stage"):
+            emit(f"real_llm.accuracy.{name}", right[name], f"of the {answered} answered")
         # The lean answer against the answer before it, in the server's own tokenizer, for
         # the same complaints (filled by the offline analyzer: this model's own answers are
         # mostly padding).

@@ -67,26 +67,41 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+#: A GGUF of the user's own (an instruct model, say) instead of Gemma, for the benchmark:
+#: served under its own file name, with the chat template its metadata carries.
+GGUF_VARIABLE = "REAL_LLM_GGUF"
+
+
+def served_model() -> tuple[Path, str, str | None]:
+    """(GGUF, the name it is served under, chat format): ``$REAL_LLM_GGUF`` where set."""
+    if own := os.environ.get(GGUF_VARIABLE):
+        return Path(own), Path(own).stem, None
+    return model_path(), MODEL_ALIAS, CHAT_FORMAT
+
+
 @contextlib.contextmanager
-def llama_server(*, ready_within: float = 300.0) -> Iterator[str]:
+def llama_server(*, ready_within: float = 300.0, threads: int = 1) -> Iterator[str]:
     """Start ``python -m llama_cpp.server`` on a free loopback port; yield its base URL
-    (``http://127.0.0.1:PORT/v1``) once it answers; stop it on exit.
+    (``http://127.0.0.1:PORT/v1``) once it answers; stop it on exit. It serves
+    ``served_model()``.
 
     - ``chat_format gemma-system`` (registered below): the GGUF carries no chat template, so
       the server must be told one; llama-cpp-python's own ``gemma`` format drops the system
       message, where Gemma's template puts it at the head of the first user turn.
     - ``interrupt_requests false``: by default a waiting request ends a streamed one early.
-    - one thread: this build's OpenMP threads spin at every step, so on two cores shared
+    - one thread unless told: this build's OpenMP threads spin at every step, so on two cores shared
       with the test process and anything else, two threads were several times slower
       (measured here under load: 3 vs 17 tokens/s unconstrained, 2.2 vs 5.3 with a grammar;
       1,500 prompt tokens in 24 vs 14 s).
     """
     port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="llama-server-")) / "server.log"
-    command = [sys.executable, __file__, "--model", str(model_path()),
-               "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-               "--n_ctx", str(N_CTX), "--chat_format", CHAT_FORMAT, "--n_threads", "1",
-               "--n_threads_batch", "1",
+    gguf, alias, chat_format = served_model()
+    command = [sys.executable, __file__, "--model", str(gguf),
+               "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
+               "--n_ctx", str(N_CTX), "--n_threads", str(threads),
+               "--n_threads_batch", str(threads),
+               *(("--chat_format", chat_format) if chat_format else ()),
                "--interrupt_requests", "false", "--verbose", "false"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,

@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible chat endpoint for tests and benchmarks.
 
-It plays the model: it reads the request as a real model would (the guidance ids it was
-given, the fenced complaint), and answers in the shape the request asked for — JSON
+It plays the model: it reads the request as a real model would (the guidance handles it
+was given, the fenced, numbered complaint), and answers in the shape the request asked for — JSON
 content for json_schema / json_object, a tool call for function calling. Steps script
 failures: HTTP errors, timeouts, broken JSON, invented labels or citations, refusals.
 The real ``openai`` client talks to it through an ``httpx.MockTransport``.
@@ -43,8 +43,20 @@ class Seen:
         return found.group(1) if found else ""
 
     @property
-    def chunk_ids(self) -> list[str]:
-        return re.findall(r"^\[([a-z0-9-]+#[a-z0-9-]+(?:/\d+)?)\]", self.text, re.M)
+    def handles(self) -> list[str]:
+        """The guidance handles the request shows (g1, g2 …)."""
+        return re.findall(r"^\[(g\d+)\] ", self.text, re.M)
+
+    @property
+    def guidance(self) -> list[str]:
+        """The guidance texts the request shows, in handle order (clipped as shown)."""
+        return re.findall(r"^\[g\d+\] (.*)$", self.text, re.M)
+
+    @property
+    def clauses(self) -> dict[int, str]:
+        """The complaint's numbered clauses: number → words."""
+        return {int(n): words for n, words in
+                re.findall(r"^\((\d+)\) (.*)$", self.complaint, re.M)}
 
     @property
     def language(self) -> str:
@@ -78,21 +90,21 @@ class Seen:
 def good_answer(seen: Seen, **overrides: Any) -> dict[str, Any]:
     """A correct answer for whatever complaint the request holds, written in the language
     the request asks for."""
-    complaint = seen.complaint
-    quote = complaint[: min(8, len(complaint))]
+    last = max(seen.clauses, default=1)
     chinese = seen.language == "Chinese"
     answer = {
-        "primary_motive": "compensation", "primary_confidence": 0.82,
-        "primary_evidence": [quote], "primary_explanation": "asks for money back",
+        "primary_motive": "compensation", "primary_confidence": "high",
+        "primary_evidence": [last], "primary_explanation": "asks for money back",
         "secondary_motives": ["venting"], "stage": "voiced_grievance",
-        "stage_confidence": 0.7, "stage_evidence": [quote],
-        "stage_explanation": "states dissatisfaction", "needs": ["compensation"],
-        "leading_need": "rational", "legitimacy": "undetermined", "sources": ["quality"],
+        "stage_confidence": "medium", "stage_evidence": [last],
+        "stage_explanation": "states dissatisfaction",
+        "needs": [{"id": "compensation", "clause": last}],
+        "leading_need": "rational", "legitimacy": "undetermined", "sources": [],
         "risk_flags": [],
         "specific_steps": ["核实扣款记录"] if chinese else ["Check the charge record"],
         "reply": ("您好,给您带来不便非常抱歉,我们会尽快核实并按政策给您答复。" if chinese
                   else "Sorry for the trouble; we will check and answer within policy."),
-        "citations": seen.chunk_ids[:2],
+        "citations": seen.handles[:2],
     }
     answer.update(overrides)
     return answer

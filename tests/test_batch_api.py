@@ -19,7 +19,7 @@ ITEMS = [{"id": f"t-{i}", "text": f"第{i}单:快递丢了,客服不理人,要�
 
 
 def _number(seen) -> int:
-    return int(seen.complaint.split("单")[0][1:])
+    return int(seen.clauses[1].split("单")[0][1:])
 
 
 def _analyzer(index_dir, service: ScriptedBatches, **settings) -> MotiveAnalyzer:

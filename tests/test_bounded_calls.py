@@ -22,6 +22,7 @@ from complaint_motive import (
 from scripted_llm import (
     LLAMACPP_JSON_SCHEMA_ERROR,
     ScriptedEndpoint,
+    answer,
     cut_off,
     error,
     good_answer,
@@ -209,16 +210,21 @@ def test_auto_keeps_json_schema_where_it_is_accepted(index_dir) -> None:
 
 # -- arrays are bounded where the method accepts it --------------------------------------------
 
-def test_function_calling_bounds_every_array_and_json_schema_stays_plain(index_dir) -> None:
-    endpoint = ScriptedEndpoint()
-    _analyzer(index_dir, endpoint, structured_output="function_calling").analyze(COMPLAINT)
-    _analyzer(index_dir, endpoint, structured_output="json_schema").analyze(COMPLAINT)
+def test_the_strict_modes_stay_plain_and_validation_holds_the_bounds(index_dir) -> None:
+    endpoint = ScriptedEndpoint(default=answer(
+        secondary_motives=["respect", "venting", "suggestion"],
+        specific_steps=["核实扣款", "联系银行", "回电客户"]))
+    results = [_analyzer(index_dir, endpoint, structured_output=method).analyze(COMPLAINT)
+               for method in ("function_calling", "json_schema")]
     tool = endpoint.requests[0].tools[0]["function"]["parameters"]["properties"]
-    arrays = {name: node for name, node in tool.items() if node.get("type") == "array"}
-    assert arrays and all(node["maxItems"] >= 1 for node in arrays.values())
-    assert arrays["secondary_motives"]["maxItems"] == 2
-    schema = endpoint.requests[1].response_format["json_schema"]["schema"]
-    assert all("maxItems" not in node for node in schema["properties"].values())
+    schema = endpoint.requests[1].response_format["json_schema"]["schema"]["properties"]
+    for properties in (tool, schema):
+        assert all("maxItems" not in node and "maxLength" not in node
+                   for node in properties.values())
+    for result in results:  # the bounds held all the same, each cut a repair
+        assert len(result.secondary_motives) == 2
+        assert any(w.startswith("repaired: secondary_motives: kept the first 2")
+                   for w in result.meta.warnings)
 
 
 # -- what is assumed about a configured endpoint -----------------------------------------------
@@ -245,7 +251,9 @@ def test_the_llamacpp_recipe_against_an_endpoint_shaped_like_llamacpp(index_dir)
     result = _analyzer(index_dir, endpoint, provider="llamacpp").analyze(COMPLAINT)
     body = endpoint.requests[0].body
     assert result.meta.backend == "llm" and result.meta.cost_usd is None
-    assert body["tools"] and body["max_tokens"] == 800 and "temperature" not in body
+    assert body["response_format"]["type"] == "json_object" and "tools" not in body
+    assert body["response_format"]["schema"]["properties"]["reply"]["maxLength"] == 600
+    assert body["max_tokens"] == 800 and "temperature" not in body and body["stream"] is False
     assert len(endpoint.requests) == 1
 
 

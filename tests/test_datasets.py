@@ -305,6 +305,28 @@ def test_batch_keeps_every_row_blank_and_undecodable_ones_included(
     assert "not utf-8 text (byte 0xff" in lines[4]["error"]["message"]
 
 
+def test_batch_honours_a_rows_channel_and_carries_its_other_columns(
+        cli_env, tmp_path: Path) -> None:
+    text = "东西坏了要换货,客服一直不回"
+    source = _jsonl(tmp_path / "in.jsonl", [
+        {"id": "plain", "text": text, "queue": "售后", "date": "2026-11-02"},
+        {"id": "posted", "text": text, "channel": "complaint_platform"}])
+    runner = CliRunner()
+    out = tmp_path / "out.jsonl"
+    assert runner.invoke(app, ["analyze", "-i", str(source), "-o", str(out)]).exit_code == 0
+    plain, posted = _lines(out)
+    # Posting on a complaint platform is the formal complaint, as the Python API says.
+    assert plain["result"]["stage"]["id"] != "complaint"
+    assert posted["result"]["stage"]["id"] == "complaint"
+    assert plain["extra"] == {"queue": "售后", "date": "2026-11-02"} and "extra" not in posted
+
+    table = tmp_path / "out.csv"
+    assert runner.invoke(app, ["analyze", "-i", str(source), "-o", str(table)]).exit_code == 0
+    rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    assert json.loads(rows[0]["extra"]) == {"queue": "售后", "date": "2026-11-02"}
+    assert rows[1]["extra"] == ""
+
+
 def test_batch_output_is_never_truncated_and_resume_continues_it(
         cli_env, tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "in.jsonl", [{"id": str(n), "text": f"第{n}次催退款了,还没到账"}

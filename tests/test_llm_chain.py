@@ -31,7 +31,7 @@ def test_valid_answer_becomes_an_enriched_result(llm_analyzer: MotiveAnalyzer,
 
     assert result.meta.backend == "llm"
     assert result.primary_motive.id == "compensation"
-    assert result.primary_motive.confidence == pytest.approx(0.82)
+    assert result.primary_motive.confidence == pytest.approx(0.85)  # "high"
     assert [m.id for m in result.secondary_motives] == ["venting"]
     # Enrichment from the taxonomy, not from the model.
     assert {v.name for v in result.primary_motive.frameworks} >= {"补救的心理", "求偿"}
@@ -39,8 +39,10 @@ def test_valid_answer_becomes_an_enriched_result(llm_analyzer: MotiveAnalyzer,
     assert result.meta.cost_usd == pytest.approx((900 * 0.15 + 300 * 0.60) / 1e6)
     assert result.meta.prompt_version == prompt_version()
     seen = endpoint.requests[0]
-    assert {c.chunk_id for c in result.citations} <= set(seen.chunk_ids)
-    assert all(e.quote in COMPLAINT for e in result.primary_motive.evidence)
+    assert len(result.citations) == 2 and len(seen.handles) == llm_analyzer.settings.top_k
+    # Clause numbers came back as the complaint's own words, placed in the text given.
+    for evidence in result.primary_motive.evidence:
+        assert COMPLAINT[evidence.start:evidence.end] == evidence.quote == "我要求全额退回"
 
 
 def test_request_shows_guidance_exemplars_fenced_complaint_and_schema(
@@ -48,16 +50,19 @@ def test_request_shows_guidance_exemplars_fenced_complaint_and_schema(
     llm_analyzer.analyze(COMPLAINT)
     seen = endpoint.requests[0]
 
-    assert seen.complaint == COMPLAINT
-    assert len(seen.chunk_ids) == llm_analyzer.settings.top_k
+    assert seen.clauses == {1: "网银转账失败了但钱已经扣了", 2: "手续费也扣了", 3: "我要求全额退回"}
+    assert len(seen.handles) == llm_analyzer.settings.top_k
     assert "Labelled examples of similar complaints" in seen.text
     assert seen.text.count("primary_motive=") == llm_analyzer.settings.exemplars_k
     assert seen.body["messages"][0]["role"] == "system"
     schema = seen.response_format["json_schema"]["schema"]
     assert schema["additionalProperties"] is False
     assert "leverage" in json.dumps(schema["properties"]["primary_motive"])
-    # Ranges stay out of the model-facing schema (strict providers reject them).
-    assert not _keys(schema) & {"minimum", "maximum", "default", "minItems", "maxItems"}
+    # Ranges stay out of the strict schema (strict providers reject them): clause numbers
+    # are an enum there, bounds are validation's.
+    assert not _keys(schema) & {"minimum", "maximum", "default", "minItems", "maxItems",
+                                "maxLength"}
+    assert schema["properties"]["citations"]["items"]["enum"][:2] == ["g1", "g2"]
 
 
 def test_prompt_apart_from_the_complaint_stays_within_budget(
@@ -156,7 +161,7 @@ def test_answer_still_invalid_after_the_reask_is_a_typed_error(
         llm_analyzer.analyze(COMPLAINT)
     assert caught.value.details["attempts"] == 2
     assert caught.value.details["usage"]["input_tokens"] == 1800
-    assert "made-up#section" in caught.value.details["problems"][0]
+    assert "cite at least one guidance handle (g1–g4)" in caught.value.details["problems"][0]
 
 
 def test_refusal_is_reasked_then_reported(llm_analyzer, endpoint) -> None:
@@ -202,7 +207,7 @@ def test_async_batch_keeps_order_and_reports_each_failure(index_dir) -> None:
     texts = [f"第{i}单:外卖少送了一份,要求退款{i}" for i in range(12)]
 
     def script(body, seen):
-        number = int(seen.complaint.split("单")[0][1:])
+        number = int(seen.clauses[1].split("单")[0][1:])
         return error(500) if number % 4 == 0 else good_answer(seen)
 
     endpoint = ScriptedEndpoint(default=script)
@@ -244,7 +249,7 @@ def test_langchain_callbacks_reach_the_model_call(llm_analyzer: MotiveAnalyzer) 
 
     recorder = Recorder()
     llm_analyzer.invoke(COMPLAINT, config={"callbacks": [recorder]})
-    assert len(recorder.started) == 1 and COMPLAINT in recorder.started[0]
+    assert len(recorder.started) == 1 and "(2) 手续费也扣了" in recorder.started[0]
     assert recorder.ended == 1
 
 

@@ -283,9 +283,11 @@ def test_records_in_a_batch_carry_their_own_language(offline: MotiveAnalyzer) ->
 def test_a_complaint_of_quotation_marks_alone_still_gets_a_result(
         offline: MotiveAnalyzer, text: str) -> None:
     # Found by the batch property test: the offline evidence, a bare quotation mark, was
-    # refused as "not a verbatim quote" because quotes are compared without their marks.
+    # refused as "not a verbatim quote". A text of no words has no clause to show: an
+    # honest unknown without evidence, and a warning that says why.
     result = offline.analyze(text)
-    assert result.primary_motive.evidence and "no words" in " ".join(result.meta.warnings)
+    assert result.primary_motive.id == "unknown" and result.primary_motive.evidence == []
+    assert "no words" in " ".join(result.meta.warnings)
 
 
 def test_cli_batch_records_may_name_their_language(settings: Settings, tmp_path: Path,

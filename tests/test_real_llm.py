@@ -61,7 +61,7 @@ def _assert_result_or_typed_error(outcome: Outcome) -> None:
         assert {c.chunk_id for c in outcome.result.citations}
         return
     assert outcome.error is not None
-    assert outcome.error["kind"] in ("validation", "truncated"), outcome.error
+    assert outcome.error["kind"] in ("validation", "truncated", "degenerate"), outcome.error
     details = outcome.error["details"]
     assert details["usage"]["input_tokens"] > 300 and details["usage"]["output_tokens"] > 0
     assert details["attempts"] >= 1 and details["problems"]
@@ -96,19 +96,17 @@ def test_auto_settles_on_function_calling_and_its_answer_parses(index_dir, real_
 
 def test_a_whole_answer_parses_is_validated_and_the_reask_is_accepted(index_dir,
                                                                        real_llm) -> None:
-    # Room for the whole lean answer (about 360 tokens from this model) and one re-ask,
-    # which goes back as text: this server answered 500 to the tool-call form of it.
-    analyzer = _analyzer(index_dir, real_llm, structured_output="function_calling",
-                         max_tokens=420, reask=1)
+    # Room for the whole answer and one re-ask, with the recipe's own method: the schema
+    # compiled to a grammar for this request (clause numbers and handles as enums).
+    analyzer = _analyzer(index_dir, real_llm, max_tokens=420, reask=1)
     outcome = analyzer.analyze_many(COMPLAINTS[1:], concurrency=1)[0]
 
     _assert_result_or_typed_error(outcome)
     if outcome.error is not None:
         details = outcome.error["details"]
         assert details["attempts"] == 2 and details["usage"]["output_tokens"] > 2 * 100
-        # Each request's fence code is new, so this small model's answer differs from run
-        # to run even at temperature 0; in some runs it repeats itself up to the bound, which
-        # must then be the typed cut-off error. Otherwise what is left is about the content.
-        assert outcome.error["kind"] in ("validation", "truncated")
+        # A base model this small copies the prompt (degenerate) or repeats itself up to the
+        # bound (the typed cut-off); otherwise what is left is about the content.
+        assert outcome.error["kind"] in ("validation", "truncated", "degenerate")
         if outcome.error["kind"] == "validation":
             assert not any("JSON" in p or "cut off" in p for p in details["problems"])

@@ -218,14 +218,17 @@ def test_both_backends_meet_the_backend_protocol(llm_analyzer, offline) -> None:
 def test_analyze_search_and_the_retriever_give_the_same_guidance(
         text: str, llm_analyzer, endpoint, index_dir, monkeypatch) -> None:
     llm_analyzer.analyze(text)
-    given = endpoint.requests[0].chunk_ids  # what the model was shown
+    shown = endpoint.requests[0].guidance  # what the model was shown, as g1…g4
     monkeypatch.setenv("COMPLAINT_MOTIVE_INDEX_DIR", str(index_dir))
     out = CliRunner().invoke(app, ["search", text, "-k", "4", "--format", "json"])
     assert out.exit_code == 0, out.output
-    searched = [row["chunk_id"] for row in json.loads(out.stdout)]
-    retrieved = [d.id for d in GuidanceRetriever.from_settings(
-        Settings(index_dir=index_dir), k=4).invoke(text)]
-    assert given == searched == retrieved
+    rows = json.loads(out.stdout)
+    documents = GuidanceRetriever.from_settings(Settings(index_dir=index_dir), k=4).invoke(text)
+    assert [r["chunk_id"] for r in rows] == [d.id for d in documents]
+    # The model's g1…g4 are those chunks, in that order (each shown from its start).
+    assert len(shown) == len(documents) == 4
+    assert all(d.page_content.split("\n")[0][:30] in g for g, d in zip(shown, documents,
+                                                                       strict=True))
 
 
 def test_the_result_carries_the_versions_its_preparation_handed_forward(offline) -> None:

@@ -19,6 +19,7 @@ from .errors import (
     ComplaintMotiveError,
     ConfigurationError,
     ContentFilterError,
+    DegenerateAnswerError,
     IndexStoreError,
     InputError,
     OutputTruncatedError,
@@ -44,8 +45,8 @@ _LAZY = {
 
 __all__ = [
     "BackendError", "BackendUnavailable", "ComplaintMotiveError", "ConfigurationError",
-    "ContentFilterError", "EvaluationReport", "FieldMap", "GuidanceRetriever",
-    "IndexStoreError", "InputError",
+    "ContentFilterError", "DegenerateAnswerError", "EvaluationReport", "FieldMap",
+    "GuidanceRetriever", "IndexStoreError", "InputError",
     "KnowledgeIndex", "MotiveAnalysis", "MotiveAnalyzer", "Outcome",
     "OutputTruncatedError", "OutputValidationError", "Settings", "evaluate",
 ]

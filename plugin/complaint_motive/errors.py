@@ -77,3 +77,13 @@ class OutputTruncatedError(OutputValidationError):
     every attempt: raise ``max_tokens``."""
 
     kind = "truncated"
+
+
+class DegenerateAnswerError(OutputValidationError):
+    """The model's answer was valid and still no answer after the re-ask: label lists that
+    are the schema's first values, evidence that is always the opening clauses, a reply
+    copied from the prompt, the guidance, an exemplar or the complaint, or a looping text
+    (``details["degenerate"]`` names which). A model too small for the task: the offline
+    analyzer answers instead under ``fallback="offline"``."""
+
+    kind = "degenerate"

@@ -33,15 +33,18 @@ PROVIDERS: dict[str, dict[str, Any]] = {
     # long complaint: start the server with OLLAMA_CONTEXT_LENGTH=16384 (or PARAMETER num_ctx
     # 16384 in a Modelfile). See OLLAMA_CONTEXT_TOKENS.
     "ollama": {"openai_base_url": "http://localhost:11434/v1", "model": "qwen2.5:7b",
-               "structured_output": "json_schema"},
+               "structured_output": "json_schema", "stream": True, "timeout": 300.0,
+               "deadline": 900.0},
     # llama.cpp's server (llama-server, or llama-cpp-python's `python -m llama_cpp.server`):
-    # its request model knows response_format text/json_object only and answers 500 to
-    # json_schema; a forced tool call is generated under a grammar built from the schema.
-    # It serves whatever model it loaded, whatever name the request gives; on a CPU one
-    # answer can take minutes, hence the longer deadline.
+    # its request model knows response_format text/json_object, and json_object takes a
+    # "schema" that it compiles to a grammar for this request (never pasted into the
+    # prompt, so the prompt's cached prefix holds). It serves whatever model it loaded,
+    # whatever name the request gives. Not streamed: llama-cpp-python's streamed chunks
+    # carry no token counts. On a CPU the whole answer comes after a minute or more,
+    # hence the read timeout that waits for it.
     "llamacpp": {"openai_base_url": "http://localhost:8080/v1", "model": "local",
-                 "structured_output": "function_calling", "token_limit_param": "max_tokens",
-                 "deadline": 600.0},
+                 "structured_output": "json_object_schema", "token_limit_param": "max_tokens",
+                 "timeout": 300.0, "deadline": 900.0},
 }
 
 #: The context an Ollama server needs for this library's prompt (guidance, exemplars and a

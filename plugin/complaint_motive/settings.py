@@ -34,7 +34,10 @@ from .vocab import (
     SentenceEncoder,
 )
 
-StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode"]
+#: json_object_schema: JSON mode with the schema in ``response_format`` (llama.cpp's
+#: servers compile it to a grammar per request; the prompt carries no schema).
+StructuredOutputMethod = Literal["json_schema", "function_calling", "json_mode",
+                                 "json_object_schema"]
 TokenLimitParam = Literal["auto", "max_tokens", "max_completion_tokens"]
 #: The model OpenAI's own API gets when none is set; any other endpoint must be told.
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -78,8 +81,8 @@ class Settings(BaseSettings):
         "while an endpoint given by base URL must be told its model")
     structured_output: StructuredOutputMethod | Literal["auto"] = Field(
         "json_schema", description="json_schema (OpenAI, vLLM, Ollama), function_calling "
-        "(Azure, Qwen, llama.cpp), json_mode (DeepSeek); auto tries them in that order "
-        "once per process")
+        "(Azure, Qwen), json_mode (DeepSeek), json_object_schema (llama.cpp); auto tries "
+        "the first three in that order once per process")
     temperature: float | None = Field(None, description="unset: not sent (the model's own "
                                       "default); never sent to models that reject it; 0 "
                                       "for repeatable runs")

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..knowledge.embeddings import normalize
 from ..knowledge.exemplars import LabelledComplaint
@@ -33,14 +33,14 @@ from ..knowledge.taxonomy import Taxonomy, load_taxonomy
 from ..vocab import SentenceEncoder
 from .schema import Alternative
 
+if TYPE_CHECKING:
+    from .clauses import Clause
+
 log = logging.getLogger(__name__)
 
 #: Bump when the features or the model change, so stale trained models are not reused.
-MODEL_RECIPE = "tfidf-char13-words12-linearsvc-balanced-temperature/4"
+MODEL_RECIPE = "tfidf-char13-words12-linearsvc-balanced-temperature/5"
 _SVM_C = 0.3
-_EVIDENCE_CHARS = 40
-_UNQUOTABLE = " \t\"'“”‘’「」『』《》()（）"
-CLAUSE = re.compile(r"[^,。!?;,.!?;\n…~]+")
 
 
 class _Features:
@@ -175,50 +175,45 @@ class MotiveModel:
         stages = _ranked(self.stage, features)
         return list(zip(motives, stages, strict=True))
 
-    def typical_clauses(self, wanted: list[tuple[str, str, str]]) -> list[Clauses]:
-        """For each ``(text, motive, stage)``, the clause of the text the classifiers find
-        most typical of that motive and of that stage: the evidence when no cue phrase
-        shows. One vectorizer pass and one prediction per classifier serve a whole batch
-        (per-text calls spent most of the offline analyzer's time in sklearn's checks)."""
-        split = [[c.strip() for c in CLAUSE.findall(text) if len(c.strip()) >= 2]
-                 for text, _, _ in wanted]
-        every = [clause for clauses in split for clause in clauses]
+    def typical_clauses(self, wanted: list[tuple[Sequence[Clause], str, str]]
+                        ) -> list[Typical]:
+        """For each ``(clauses, motive, stage)``, the number of the clause the classifiers
+        find most typical of that motive and of that stage: the evidence when no cue
+        phrase shows. One vectorizer pass and one prediction per classifier serve a whole
+        batch (per-text calls spent most of the offline analyzer's time in sklearn's
+        checks)."""
+        every = [clause.text for clauses, _, _ in wanted for clause in clauses]
         if not every:
-            return [Clauses(_head(text), _head(text)) for text, _, _ in wanted]
+            return [Typical(None, None) for _ in wanted]
         features = self.vectorizer.transform(every)
         motive_p, stage_p = self.motive.predict_proba(features), self.stage.predict_proba(features)
         found, start = [], 0
-        for clauses, (text, motive, stage) in zip(split, wanted, strict=True):
+        for clauses, motive, stage in wanted:
             end = start + len(clauses)
-            found.append(Clauses(
-                _most_typical(clauses, motive_p[start:end], self.motive.classes_, motive, text),
-                _most_typical(clauses, stage_p[start:end], self.stage.classes_, stage, text)))
+            found.append(Typical(
+                _most_typical(clauses, motive_p[start:end], self.motive.classes_, motive),
+                _most_typical(clauses, stage_p[start:end], self.stage.classes_, stage)))
             start = end
         return found
 
 
 @dataclass(frozen=True)
-class Clauses:
-    """A complaint's clause most typical of its motive, and of its stage."""
+class Typical:
+    """The number of a complaint's clause most typical of its motive, and of its stage
+    (None for a complaint with no clause)."""
 
-    motive: list[str]
-    stage: list[str]
-
-
-def _head(text: str) -> list[str]:
-    return [text[:_EVIDENCE_CHARS].strip()] if text.strip() else []
+    motive: int | None
+    stage: int | None
 
 
-def _most_typical(clauses: list[str], probabilities: Any, classes: Any, label: str,
-                  text: str) -> list[str]:
-    if not clauses or label not in classes:
-        return _head(text)
+def _most_typical(clauses: Sequence[Clause], probabilities: Any, classes: Any,
+                  label: str) -> int | None:
+    if not clauses:
+        return None
+    if label not in classes:
+        return clauses[0].number
     column = list(classes).index(label)
-    # Evidence is a few words: a long unpunctuated text is one clause, cut to its start.
-    # Cut, then trimmed: a cut that ends on a space or a quotation mark would not be the
-    # complaint's exact words.
-    cut = clauses[int(probabilities[:, column].argmax())][:_EVIDENCE_CHARS]
-    return [cut.strip(_UNQUOTABLE) or cut]
+    return clauses[int(probabilities[:, column].argmax())].number
 
 
 def model_version(exemplars: list[LabelledComplaint], taxonomy: Taxonomy,

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from ..knowledge.taxonomy import Label, load_taxonomy
 from ..vocab import Level, level_of_rank, level_rank
+from .clauses import MASK, Clause, place
 from .policy import do_not_say
 from .schema import (
+    CONFIDENCE_SCORES,
     Alternative,
     Citation,
     Evidence,
@@ -60,8 +62,8 @@ def _named(label: Label) -> NamedLabel:
     return NamedLabel(id=label.id, zh=label.zh, en=label.en)
 
 
-def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: Signals,
-                   chunks: list[Chunk], meta: Meta, settings: Settings,
+def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, clauses: list[Clause],
+                   signals: Signals, chunks: list[Chunk], meta: Meta, settings: Settings,
                    injection: InjectionReport,
                    weakened: Collection[str] = ()) -> MotiveAnalysis:
     """The public result for a validated ``answer``. ``weakened`` names the labels
@@ -73,15 +75,26 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
     motive_id, stage_id = answer.primary_motive.value, answer.stage.value
     offline_motive, offline_stage = signals.motive, signals.stage
 
-    def evidence(quotes: list[str]) -> list[Evidence]:
-        return [Evidence(quote=q, turn=complaint.turn_of(q)) for q in quotes]
+    def evidence(numbers: list[int]) -> list[Evidence]:
+        found = []
+        for clause in (clauses[n - 1] for n in numbers if 1 <= n <= len(clauses)):
+            start, end = place(complaint, clause) or (None, None)
+            found.append(Evidence(quote=clause.text, turn=clause.turn, clause=clause.number,
+                                  start=start, end=end, masked=bool(MASK.search(clause.text))))
+        return found
 
+    # The offline analyzer's own calibrated probability; a model's small enum as a score.
+    offline = backend == "offline"
+    motive_score = offline_motive.score if offline and offline_motive.id == motive_id \
+        else CONFIDENCE_SCORES[answer.primary_confidence]
+    stage_score = offline_stage.score if offline and offline_stage.id == stage_id \
+        else CONFIDENCE_SCORES[answer.stage_confidence]
     motive_level = confidence_level(
-        score=answer.primary_confidence, agreement=signals.neighbour_agreement(motive_id),
+        score=motive_score, agreement=signals.neighbour_agreement(motive_id),
         evidence=bool(answer.primary_evidence), backend=backend,
         offline_agrees=offline_motive.id == motive_id)
     stage_level = confidence_level(
-        score=answer.stage_confidence, agreement=1.0 if stage_id in signals.stage_cues else 0.0,
+        score=stage_score, agreement=1.0 if stage_id in signals.stage_cues else 0.0,
         evidence=bool(answer.stage_evidence), backend=backend,
         offline_agrees=offline_stage.id == stage_id)
     if "primary" in weakened:
@@ -97,8 +110,12 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
     motive_label = taxonomy.primary_label(motive_id)
     stage_label = taxonomy.stage(stage_id)
 
-    flags = list(dict.fromkeys(f.value for f in answer.risk_flags))
+    flags = list(dict.fromkeys(f.id.value for f in answer.risk_flags))
     risk_evidence = {flag: quotes for flag, quotes in signals.risk_cues.items() if flag in flags}
+    for claim in answer.risk_flags:  # a flag the cues did not raise: the clause it names
+        if claim.id.value not in risk_evidence and 1 <= claim.clause <= len(clauses):
+            risk_evidence[claim.id.value] = [clauses[claim.clause - 1].text]
+    primary_quotes = [e.quote for e in evidence(answer.primary_evidence)]
     if injection:
         flag = taxonomy.defaults.injection_flag
         if flag not in flags:
@@ -107,16 +124,17 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
     for signal in taxonomy.risk_signals:  # a motive that is a risk however it is worded
         if motive_id in signal.implied_by and signal.id not in flags:
             flags.append(signal.id)
-            risk_evidence[signal.id] = answer.primary_evidence[:3]
+            risk_evidence[signal.id] = primary_quotes[:3]
     risk_level = max([taxonomy.risk_floor(motive_id, stage_id),
                       *(taxonomy.risk_signal(f).severity for f in flags)], key=level_rank)
 
-    by_id = {c.chunk_id: c for c in chunks}
+    cited = [chunks[int(handle[1:]) - 1] for handle in dict.fromkeys(answer.citations)
+             if int(handle[1:]) <= len(chunks)]
     language = complaint.language
     return MotiveAnalysis(
         primary_motive=PrimaryMotive(
             id=motive_id, zh=motive_label.zh, en=motive_label.en,
-            confidence=answer.primary_confidence, level=motive_level,
+            confidence=motive_score, level=motive_level,
             action=settings.actions[motive_level],
             evidence=evidence(answer.primary_evidence),
             explanation=answer.primary_explanation,
@@ -126,17 +144,17 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
         secondary_motives=[_named(taxonomy.motive(m.value)) for m in answer.secondary_motives],
         stage=None if not taxonomy.has_stage(motive_id) else StageCall(
             id=stage_id, zh=stage_label.zh, en=stage_label.en,
-            confidence=answer.stage_confidence, level=stage_level,
+            confidence=stage_score, level=stage_level,
             action=settings.actions[stage_level], evidence=evidence(answer.stage_evidence),
             explanation=answer.stage_explanation,
             alternatives=[Alternative(id=a.id, score=a.score) for a in signals.stages
                           if a.id != stage_id][:2],
             handling=stage_label.handling[language]),
-        needs=Needs(items=[_named(next(n for n in taxonomy.needs if n.id == need.value))
+        needs=Needs(items=[_named(next(n for n in taxonomy.needs if n.id == need.id.value))
                            for need in answer.needs], leading=answer.leading_need),
         legitimacy=_named(next(x for x in taxonomy.legitimacy
                                if x.id == answer.legitimacy.value)),
-        sources=[_named(next(x for x in taxonomy.sources if x.id == s.value))
+        sources=[_named(next(x for x in taxonomy.sources if x.id == s.id.value))
                  for s in answer.sources],
         risk=Risk(level=risk_level, flags=flags, evidence=risk_evidence,
                   injection_signals=list(injection.signals)),
@@ -151,7 +169,6 @@ def build_analysis(answer: ModelAnswer, *, complaint: ComplaintInput, signals: S
                 motive=motive_id, stage=stage_id, leading_need=answer.leading_need,
                 risk=risk_level)]),
         reply=Reply(text=answer.reply, language=language),
-        citations=[Citation(chunk_id=c, source=by_id[c].source, title=by_id[c].title,
-                            section=by_id[c].section, score=by_id[c].score)
-                   for c in dict.fromkeys(answer.citations)],
+        citations=[Citation(chunk_id=c.chunk_id, source=c.source, title=c.title,
+                            section=c.section, score=c.score) for c in cited],
         meta=meta)

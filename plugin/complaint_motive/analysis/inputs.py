@@ -47,6 +47,8 @@ class Turn(BaseModel):
     role: Role
     text: str
     number: int = Field(description="1-based position in the conversation")
+    given: str = Field("", description="the turn's text as the caller gave it (evidence "
+                       "offsets point into it)")
 
 
 class ComplaintInput(BaseModel):
@@ -67,6 +69,8 @@ class ComplaintInput(BaseModel):
     markup: list[str] = Field([], description="tags removed in cleaning that imitate a "
                               "prompt fence or a chat role token (counted as injection "
                               "signals)")
+    given: str = Field("", description="the text as the caller gave it, when it was a "
+                       "text (evidence offsets point into it)")
 
     def turn_of(self, quote: str) -> int | None:
         """The customer turn a quote comes from (None for plain text)."""
@@ -193,7 +197,8 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
     if turns is None:
         text = clean_text(raw)
     else:
-        turns = [t.model_copy(update={"text": clean_text(t.text)}) for t in turns]
+        turns = [t.model_copy(update={"text": clean_text(t.text), "given": t.given or t.text})
+                 for t in turns]
         turns = [t for t in turns if t.text]
         text = "\n".join(t.text for t in turns if t.role == "customer")
         if not text and turns:
@@ -211,7 +216,8 @@ def to_input(raw: Any, *, max_chars: int, truncate: bool = False,
         warnings.append(unreadable)
     return ComplaintInput(text=text, turns=turns or [], unreadable=unreadable, channel=channel,
                           language=language or detect_language(text), warnings=warnings,
-                          turns_given=turns_given and bool(turns), markup=markup)
+                          turns_given=turns_given and bool(turns), markup=markup,
+                          given=raw if isinstance(raw, str) else "")
 
 
 def _suspicious_markup(texts: list[str]) -> list[str]:

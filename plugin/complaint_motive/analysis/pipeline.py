@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables import RunnableConfig
 
 from ..errors import BackendError, ComplaintMotiveError, OutputValidationError
+from .clauses import clauses_of
 from .injection import detect_injection, without_instructions
 from .inputs import to_input
 from .privacy import redact
@@ -135,7 +136,8 @@ class Pipeline:
                                       channel=complaint.channel)
             chunks = steer(next(pools), k, list(motives) or steering_motives(signals))
             assert versions is not None
-            prepared.append(Prepared(complaint, item.redactions, item.injection, signals,
+            prepared.append(Prepared(complaint, clauses_of(complaint), item.redactions,
+                                     item.injection, signals,
                                      chunks, versions, started,
                                      self.settings.max_promised_amount))
         return prepared
@@ -226,7 +228,8 @@ class Pipeline:
             degraded=degraded_reason is not None, degraded_reason=degraded_reason,
             warnings=warnings, redactions=prepared.redactions)
         result = build_analysis(checked.answer, complaint=prepared.complaint,
-                                signals=prepared.signals, chunks=prepared.chunks, meta=meta,
+                                clauses=prepared.clauses, signals=prepared.signals,
+                                chunks=prepared.chunks, meta=meta,
                                 settings=self.settings, injection=prepared.injection,
                                 weakened=checked.weakened)
         # Structured fields for log pipelines; labels and numbers only, never the text.

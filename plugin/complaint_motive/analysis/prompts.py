@@ -1,7 +1,7 @@
 """The prompt files in ``prompts/``, filled from the taxonomy and the retrieved context.
 
 >>> from complaint_motive.analysis.prompts import prompt_version
->>> prompt_version().startswith("4+")
+>>> prompt_version().startswith("5+")
 True
 """
 
@@ -24,6 +24,7 @@ from .injection import neutralise
 if TYPE_CHECKING:
     from ..knowledge.corpus import Chunk
     from ..knowledge.index import RetrievedExemplar
+    from .clauses import Clause
     from .inputs import ComplaintInput
 
 
@@ -61,32 +62,52 @@ def _label_tables() -> dict[str, str]:
     }
 
 
+#: Characters of a guidance chunk shown to the model: the median chunk is ~190, and the
+#: tail of a long one costs prompt time on a local server without changing the answer.
+GUIDANCE_CHARS = 240
+
+
 @cache
 def _template(with_skeleton: bool) -> ChatPromptTemplate:
     # Everything that is the same for every complaint comes first, in the system message,
-    # byte for byte: providers cache a prompt's identical leading tokens.
+    # byte for byte: providers (and a local server's prompt cache) reuse a prompt's
+    # identical leading tokens. Everything per request, the fence code first, follows.
     static = [_file("system.txt"), _file("instructions.txt")]
     if with_skeleton:
         static.append(_file("answer_skeleton.txt"))
-    # The request's boundary comes last: everything before it stays cacheable.
-    static.append(_file("boundary.txt"))
-    human = [_file("guidance.txt"), "{examples_block}", _file("complaint.txt")]
+    human = [_file("boundary.txt"), _file("guidance.txt"), "{examples_block}",
+             _file("complaint.txt")]
     return ChatPromptTemplate.from_messages(
         [("system", "\n\n".join(static)), ("human", "\n\n".join(human))]
     ).partial(**_label_tables())
 
 
-def build_messages(complaint: ComplaintInput, chunks: list[Chunk],
+def system_text(*, schema_in_prompt: bool = False) -> str:
+    """The system message: the same for every complaint (a reply copying it is
+    degenerate)."""
+    from .schema import answer_skeleton
+
+    values = {"skeleton": answer_skeleton()} if schema_in_prompt else {}
+    return str(_template(schema_in_prompt).messages[0].format(  # type: ignore[union-attr]
+        **_label_tables(), **values).content)
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= GUIDANCE_CHARS else text[:GUIDANCE_CHARS].rstrip() + "…"
+
+
+def build_messages(complaint: ComplaintInput, clauses: list[Clause], chunks: list[Chunk],
                    examples: list[RetrievedExemplar], *, schema_in_prompt: bool = False,
                    ) -> list[BaseMessage]:
     """The messages for one complaint: a system message that is the same for every
-    complaint up to its last line (the request's fence boundary), then one with its
-    guidance, examples and fenced, neutralised text. ``schema_in_prompt`` for
-    providers whose JSON mode cannot take a schema (the answer's skeleton is then in the
-    system message)."""
+    complaint, then one with the request's fence code, its guidance under handles
+    g1…gk, examples, and the complaint as numbered, fenced, neutralised clauses.
+    ``schema_in_prompt`` for providers whose JSON mode cannot take a schema (the
+    answer's skeleton is then in the system message)."""
+    from .clauses import numbered
     from .schema import answer_skeleton
 
-    guidance = "\n".join(f"[{c.chunk_id}] {c.text}" for c in chunks)
+    guidance = "\n".join(f"[g{n}] {_clipped(c.text)}" for n, c in enumerate(chunks, start=1))
     examples_block = ""
     if examples:
         rows = "\n".join(f"- {json.dumps(e.text, ensure_ascii=False)} → primary_motive="
@@ -97,7 +118,7 @@ def build_messages(complaint: ComplaintInput, chunks: list[Chunk],
     values = {
         "guidance": guidance, "examples_block": examples_block,
         "language": _LANGUAGE_NAMES[complaint.language], "boundary": boundary,
-        "complaint": neutralise(complaint.text, boundary),
+        "complaint": numbered(clauses, lambda words: neutralise(words, boundary)),
         "context": _context(complaint, boundary),
     }
     if schema_in_prompt:

@@ -13,7 +13,7 @@ Stable JSON keys that scripts rely on: ``primary_motive.id`` / ``.confidence``,
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -28,48 +28,86 @@ from ..knowledge.taxonomy import (
     StageId,
 )
 from ..vocab import Action, BackendName, Language, Level, NeedKind
+from .clauses import MAX_CLAUSES
+
+#: A confidence as the model gives it: a small enum, not a number a small model invents
+#: digits for. Enrichment reads it as a score (CONFIDENCE_SCORES).
+Confidence = Literal["low", "medium", "high"]
+CONFIDENCE_SCORES: dict[str, float] = {"low": 0.35, "medium": 0.6, "high": 0.85}
+#: Guidance chunks are shown to the model as g1…gk (k is at most ``top_k``'s bound).
+HANDLES = tuple(f"g{i}" for i in range(1, 21))
+_SHORT = 200  # characters of an explanation or a step
+REPLY_CHARS = 600
+
+ClauseNumber = Annotated[int, Field(ge=1, le=MAX_CLAUSES)]
+Handle = Annotated[str, Field(json_schema_extra={"enum": list(HANDLES)})]
 
 
-# What the model is asked for. Kept flat and free of ranges and defaults, which some
-# providers' strict JSON-schema modes reject; validation.py enforces the rest. The class
-# docstring travels to the model as the schema's description.
+class RiskClaim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: RiskFlagId
+    clause: ClauseNumber = Field(description="the clause that shows it")
+
+
+class NeedClaim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: NeedId
+    clause: ClauseNumber = Field(description="the clause that shows it")
+
+
+class SourceClaim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: SourceId
+    clause: ClauseNumber = Field(description="the clause that shows it")
+
+
+# What the model is asked for, and what the offline analyzer answers too: labels and ids
+# only, so nothing in it can be copied from the wrong place. Evidence is clause numbers
+# (the library quotes the clauses), citations are handles of the guidance shown, each
+# claim names the clause that shows it, and every list and string is bounded. Flat and
+# free of defaults, which some providers' strict modes reject. The class docstring travels
+# to the model as the schema's description.
 class ModelAnswer(BaseModel):
     """Analysis of one customer complaint."""
 
     model_config = ConfigDict(extra="forbid")
 
-    primary_motive: PrimaryMotiveId = Field(
-        description="why the customer complains; unknown or not_a_complaint when honest")
-    primary_confidence: float = Field(description="0 to 1")
-    primary_evidence: list[str] = Field(
-        description="one to three short verbatim quotes from the complaint that show it")
-    primary_explanation: str = Field(description="one short sentence")
-    secondary_motives: list[MotiveId] = Field(
-        description="at most two other motives present, or empty")
-    stage: StageId = Field(description="psychological stage")
-    stage_confidence: float = Field(description="0 to 1")
-    stage_evidence: list[str] = Field(description="short verbatim quotes that show the stage")
-    stage_explanation: str = Field(description="one short sentence")
-    needs: list[NeedId]
+    primary_motive: PrimaryMotiveId
+    primary_confidence: Confidence
+    primary_evidence: list[ClauseNumber] = Field(
+        max_length=3, description="numbers of the clauses that show it")
+    primary_explanation: str = Field(max_length=_SHORT)
+    secondary_motives: list[MotiveId] = Field(max_length=2)
+    stage: StageId
+    stage_confidence: Confidence
+    stage_evidence: list[ClauseNumber] = Field(
+        max_length=3, description="numbers of the clauses that show it")
+    stage_explanation: str = Field(max_length=_SHORT)
+    needs: list[NeedClaim] = Field(max_length=3)
     leading_need: NeedKind
     legitimacy: LegitimacyId
-    sources: list[SourceId] = Field(description="sources of dissatisfaction the text shows")
-    risk_flags: list[RiskFlagId] = Field(description="only risks the text shows, or empty")
+    sources: list[SourceClaim] = Field(max_length=3)
+    risk_flags: list[RiskClaim] = Field(max_length=3, description="only risks a clause shows")
     # The standard handling steps and the do-not-say list come from the taxonomy in
     # enrichment: output tokens are the slowest and dearest part of the call.
-    specific_steps: list[str] = Field(
-        description="at most two steps specific to this complaint beyond the standard "
-        "handling, or empty")
-    reply: str = Field(description="a reply draft for the agent, in the language asked for")
-    citations: list[str] = Field(description="ids of the guidance chunks the answer rests on")
+    specific_steps: list[Annotated[str, Field(max_length=_SHORT)]] = Field(max_length=2)
+    reply: str = Field(max_length=REPLY_CHARS)
+    citations: list[Handle] = Field(max_length=3, description="handles of the guidance used")
 
 
 @cache
-def model_facing_schema() -> dict[str, Any]:
+def model_facing_schema(*, clauses: int = MAX_CLAUSES, handles: int = len(HANDLES),
+                        strict: bool = False) -> dict[str, Any]:
     """``ModelAnswer``'s JSON schema with every ``$ref`` inlined: flat, so each field shows
     its allowed labels in place, the shape every provider's structured output accepts.
     Only the top-level title is kept (it names the function in function calling): the
-    others repeat the field names and cost ~150 prompt tokens a request."""
+    others repeat the field names and cost ~150 prompt tokens a request.
+
+    ``clauses`` and ``handles`` narrow clause numbers and citations to what this request
+    showed (for a grammar compiled per request, which then cannot produce an unknown
+    one); evidence and citations then hold at least one. ``strict``: without ``maxItems``,
+    ``maxLength``, ``minItems`` and ranges, which strict modes have rejected (validation
+    bounds them); clause numbers are an enum there."""
     schema = ModelAnswer.model_json_schema()
     definitions = schema.pop("$defs", {})
 
@@ -79,21 +117,41 @@ def model_facing_schema() -> dict[str, Any]:
                 target = definitions[node["$ref"].rsplit("/", 1)[-1]]
                 merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
                 return inline(merged)
-            return {k: inline(v) for k, v in node.items() if k != "title"}
+            if node.get("type") == "integer":  # a clause number
+                described = {"description": node["description"]} if "description" in node \
+                    else {}
+                if clauses < MAX_CLAUSES or strict:  # narrowed, or strict: an enum
+                    return {"type": "integer", "enum": list(range(1, clauses + 1)),
+                            **described}
+                return {"type": "integer", "minimum": 1, "maximum": MAX_CLAUSES,
+                        **described}
+            if node.get("enum") and node["enum"][0] == HANDLES[0]:
+                node = {**node, "enum": list(HANDLES[:handles])}
+            dropped = {"title", *(("maxItems", "maxLength") if strict else ())}
+            return {k: inline(v) for k, v in node.items() if k not in dropped}
         if isinstance(node, list):
             return [inline(v) for v in node]
         return node
 
-    return {**inline(schema), "title": schema["title"]}
-
+    flat = inline(schema)
+    if not strict:  # a grammar cannot then leave a label without a clause or a citation
+        for name in ("primary_evidence", "stage_evidence", "citations"):
+            flat["properties"][name]["minItems"] = 1
+    return {**flat, "title": schema["title"]}
 
 
 def _placeholder(spec: dict[str, Any], description: str | None) -> str:
     if spec.get("type") == "array":
         return f"[{_placeholder(spec['items'], description)}]"
-    if spec.get("type") == "number":
-        return f"<number, {description}>" if description else "<number>"
+    if spec.get("type") == "object":
+        inner = ", ".join(f'"{name}": {_placeholder(sub, sub.get("description"))}'
+                          for name, sub in spec["properties"].items())
+        return "{" + inner + "}"
+    if spec.get("type") == "integer":
+        return "<clause number>"
     what = description or "text"
+    if spec.get("enum", [None])[0] == HANDLES[0]:
+        return f'"<g1, g2 …: {description}>"'
     if "enum" in spec:
         values = spec["enum"]
         ids = " or ".join(values) if len(values) <= 3 else "an id listed above"
@@ -111,9 +169,16 @@ def answer_skeleton() -> str:
              for name, spec in properties.items()]
     return "{\n" + ",\n".join(lines) + "\n}"
 
+
 class Evidence(BaseModel):
-    quote: str
+    quote: str = Field(description="the clause, in the analysed (masked) text's words")
     turn: int | None = Field(None, description="the conversation turn the quote comes from")
+    clause: int | None = Field(None, description="its clause number")
+    start: int | None = Field(None, description="where it starts in the text as the caller "
+                              "gave it (the turn's text for a conversation passed as turns)")
+    end: int | None = Field(None, description="where it ends there (exclusive)")
+    masked: bool = Field(False, description="it holds masked personal data: the caller's "
+                         "span holds the original")
 
 
 class Alternative(BaseModel):

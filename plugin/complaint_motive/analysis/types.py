@@ -16,6 +16,7 @@ from ..vocab import BackendName
 
 if TYPE_CHECKING:
     from ..knowledge.corpus import Chunk
+    from .clauses import Clause
     from .injection import InjectionReport
     from .inputs import ComplaintInput
     from .schema import ModelAnswer, Usage
@@ -48,6 +49,7 @@ class Prepared:
     guidance retrieved for it, and what validation holds the answer to."""
 
     complaint: ComplaintInput
+    clauses: list[Clause]
     redactions: int
     injection: InjectionReport
     signals: Signals
@@ -56,16 +58,19 @@ class Prepared:
     started: float
     max_promised_amount: float = 0.0
 
-    def check(self, answer: ModelAnswer) -> Checked:
+    def check(self, answer: ModelAnswer, *, copied_from: dict[str, str] | None = None
+              ) -> Checked:
         """The validation step: repair what can be repaired; what is left is ``problems``
-        (citations must name chunks retrieved here, quotes must be the complaint's)."""
+        (clause numbers and handles must be this request's, claims supported by the
+        text). ``copied_from`` (the texts a model's reply could copy: prompt, guidance,
+        exemplars, complaint) turns on the degenerate-answer checks for a model."""
         from .validation import check_answer
 
-        return check_answer(answer, self.complaint.text, {c.chunk_id for c in self.chunks},
+        return check_answer(answer, self.clauses, len(self.chunks),
                             max_promised_amount=self.max_promised_amount,
                             injection=self.injection.evidence,
                             risk_cues=self.signals.risk_cues,
-                            source_cues=self.signals.source_cues)
+                            source_cues=self.signals.source_cues, sources=copied_from)
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 2)

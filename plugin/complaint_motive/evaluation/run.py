@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 
 def _prediction(row: LabelledRow, outcome: Outcome) -> Prediction:
-    from ..analysis.validation import quote_found
-
     item = row.item
     base = dict(id=item.id, line=row.line, lang=row.lang, extra=row.extra, text=item.text,
                 gold_motive=item.motive.value,
@@ -60,7 +58,7 @@ def _prediction(row: LabelledRow, outcome: Outcome) -> Prediction:
                           input_tokens=usage.get("input_tokens", 0),
                           output_tokens=usage.get("output_tokens", 0),
                           cost_usd=details.get("cost_usd"))
-    quotes = [e.quote for e in result.primary_motive.evidence]
+    evidence = result.primary_motive.evidence
     return Prediction(
         **base, motive=result.primary_motive.id,
         stage=result.stage.id if result.stage else None,
@@ -70,10 +68,10 @@ def _prediction(row: LabelledRow, outcome: Outcome) -> Prediction:
         stage_level=result.stage.level if result.stage else None,
         risk_flags=result.risk.flags, cited=len(result.citations),
         needs=[n.id for n in result.needs.items], legitimacy=result.legitimacy.id,
-        # Quotes are checked against the masked text the backend saw; masks do not occur
-        # in the gold text, so a quote with a mask in it counts as found.
-        evidence_found=bool(quotes) and all(quote_found(q, item.text) or "[" in q
-                                            for q in quotes),
+        # Evidence is the complaint's own clauses by construction: found where it could be
+        # placed in the text given (a clause that is all masked data cannot).
+        evidence_found=bool(evidence) and all(e.start is not None or e.masked
+                                              for e in evidence),
         degraded=result.meta.degraded, degraded_reason=result.meta.degraded_reason,
         latency_ms=result.meta.latency_ms, input_tokens=result.meta.usage.input_tokens,
         output_tokens=result.meta.usage.output_tokens, cost_usd=result.meta.cost_usd)

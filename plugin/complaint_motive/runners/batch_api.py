@@ -78,22 +78,6 @@ class BatchRun:
 
     # -- the request file ------------------------------------------------------------------
 
-    def _request_body(self, prepared: Prepared) -> dict[str, Any]:
-        """What the synchronous structured-output call would send for this complaint."""
-        bound = self.llm.structured.steps[0].steps__["raw"]  # type: ignore[attr-defined]
-        kwargs = {k: v for k, v in bound.kwargs.items() if not k.startswith("ls_")}
-        body = self.llm.llm._get_request_payload(self.llm.messages(prepared), **kwargs)
-        body.pop("stream", None)
-        return body
-
-    def _parse(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A chat.completion body turned into what ``structured.invoke`` returns."""
-        from ..backends.llm.backend import _settled
-
-        message = self.llm.llm._create_chat_result(body).generations[0].message
-        parser = self.llm.structured.steps[1]  # type: ignore[attr-defined]
-        return _settled(parser.invoke({"raw": message}))
-
     # -- the run ---------------------------------------------------------------------------
 
     async def aiter_outcomes(self, items: Iterable[Any], *, concurrency: int = 8,
@@ -113,7 +97,7 @@ class BatchRun:
         prepared = await asyncio.to_thread(runner.prepare_block,
                                            [payload for _, payload in unpacked])
         lines = [{"custom_id": str(index), "method": "POST", "url": ENDPOINT,
-                  "body": self._request_body(ready)}
+                  "body": self.llm.request_body(ready)}
                  for index, ready in enumerate(prepared)
                  if not isinstance(ready, Exception)]
         answers, failed_lines = await self._run_batch(lines) if lines else ({}, {})
@@ -143,7 +127,7 @@ class BatchRun:
         try:
             if body is not None:
                 exchange.next_request()  # the batch's request was the first attempt
-                if (reply := exchange.receive(self._parse(body))) is not None:
+                if (reply := exchange.receive(self.llm.parse_completion(body, ready))) is not None:
                     return pipeline.finish(ready, reply)
                 log.info("batch answer rejected; re-asking synchronously")
             elif problem:

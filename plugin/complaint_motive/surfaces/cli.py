@@ -295,7 +295,7 @@ RESULT_COLUMNS = ("line", "id", "primary_motive.id", "primary_motive.confidence"
                   "primary_motive.level", "primary_motive.action", "secondary_motives",
                   "stage.id", "stage.confidence", "risk.level", "risk.flags", "reply.text",
                   "citations", "meta.backend", "meta.degraded", "meta.warnings", "error.kind",
-                  "error.message")
+                  "error.message", "extra")
 
 
 def _flat(line: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +320,10 @@ def _flat(line: dict[str, Any]) -> dict[str, Any]:
         "meta.backend": part("meta").get("backend"),
         "meta.degraded": part("meta").get("degraded"),
         "meta.warnings": part("meta").get("warnings") or [],
-        "error.kind": error.get("kind"), "error.message": error.get("message")}
+        "error.kind": error.get("kind"), "error.message": error.get("message"),
+        # the input row's other columns, as JSON: one stable column whatever the input had
+        "extra": json.dumps(line["extra"], ensure_ascii=False, default=str)
+        if line.get("extra") else None}
 
 
 class _BatchSink:
@@ -468,6 +471,10 @@ class _BatchSink:
         self.partial.unlink()
 
 
+#: The columns of an input row the analyzer reads besides its id and text (or turns).
+ANALYSED_COLUMNS = ("language", "channel")
+
+
 def _batch_items(source: Path, *, input_format: str | None, encoding: str | None,
                  text_field: str | None, id_field: str | None) -> Iterator[dict[str, Any]]:
     """Every row of the file becomes one input, blank and unreadable rows included (as that
@@ -496,14 +503,20 @@ def _batch_items(source: Path, *, input_format: str | None, encoding: str | None
         if record.get("text", record.get("turns")) is None:
             yield _rejected(item_id, row.line, f"line {row.line}: no 'text' or 'turns'")
             continue
-        # The analyzer reads text, turns and language; the rest of the row is not its business.
+        # The analyzer reads text (or turns), language and channel; the row's other columns
+        # (date, product, queue …) go back beside the result under "extra", untouched.
         item: dict[str, Any] = {"id": item_id, "line": row.line}
         if record.get("text") is not None:
             item["text"] = record["text"]
         else:
             item["turns"] = record["turns"]
-        if record.get("language"):
-            item["language"] = record["language"]
+        for name in ANALYSED_COLUMNS:
+            if record.get(name):
+                item[name] = record[name]
+        extra = {k: v for k, v in record.items()
+                 if k not in {"id", "text", "turns", *ANALYSED_COLUMNS}}
+        if extra:
+            item["extra"] = extra
         yield item
 
 
@@ -538,12 +551,12 @@ async def _analyze_file(analyzer: MotiveAnalyzer, items: list[dict[str, Any]],
     sink.open()
     try:
         with progress(len(todo), "analysing", disable=quiet or sink.target is None) as advance:
-            outcomes = run([item.get("rejected") or item for item in todo],
+            outcomes = run([item.get("rejected") or _analysed(item) for item in todo],
                            concurrency=concurrency)
             # Outcomes come in input order, each as soon as it and everything before it is
             # done: every line is written at once, so an interrupted run keeps its work.
             async for outcome in outcomes:
-                sink.write(_output_line(outcome, todo[outcome.index]["line"]))
+                sink.write(_output_line(outcome, todo[outcome.index]))
                 failed += outcome.result is None
                 advance()
         finished = True
@@ -555,10 +568,17 @@ async def _analyze_file(analyzer: MotiveAnalyzer, items: list[dict[str, Any]],
     return failed
 
 
-def _output_line(outcome: Outcome, line: int) -> dict[str, Any]:
+def _analysed(item: dict[str, Any]) -> dict[str, Any]:
+    """What the analyzer is handed for a row: not its line number or its other columns."""
+    return {k: v for k, v in item.items() if k not in ("line", "extra")}
+
+
+def _output_line(outcome: Outcome, item: dict[str, Any]) -> dict[str, Any]:
+    line = {"id": outcome.id, "line": item["line"],
+            **({"extra": item["extra"]} if item.get("extra") else {})}
     if outcome.result is not None:
-        return {"id": outcome.id, "line": line, "result": outcome.result.model_dump(mode="json")}
-    return {"id": outcome.id, "line": line, "error": outcome.error}
+        return {**line, "result": outcome.result.model_dump(mode="json")}
+    return {**line, "error": outcome.error}
 
 
 @app.command()

@@ -13,7 +13,6 @@ backoff shared by concurrent calls, the total deadline and the circuit breaker a
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import os
@@ -31,11 +30,12 @@ from pydantic import ValidationError
 from ...analysis.prompts import reask_text
 from ...analysis.schema import ModelAnswer, Usage, model_facing_schema
 from ...analysis.types import Listener, Reply
-from ...analysis.validation import Checked, drop_unknown_labels
+from ...analysis.validation import Checked, tidy
 from ...errors import (
     BackendError,
     ComplaintMotiveError,
     ConfigurationError,
+    DegenerateAnswerError,
     OutputTruncatedError,
     OutputValidationError,
 )
@@ -68,23 +68,18 @@ def _usage(message: Any) -> Usage:
 #: What ``structured_output="auto"`` tries, in order, when the endpoint rejects a method.
 AUTO_ORDER: tuple[StructuredOutputMethod, ...] = ("json_schema", "function_calling",
                                                   "json_mode")
-#: Longest list the model may write per array field: a grammar-constrained small model
-#: can otherwise repeat one item until the output bound. Label lists are bounded by their
-#: label set.
-_MAX_ITEMS = {"secondary_motives": 2, "citations": 4}
-_MAX_ITEMS_DEFAULT = 5
-
-
-def bounded_schema() -> dict[str, Any]:
-    """The model-facing schema with ``maxItems`` on every array (for methods whose
-    providers accept it; strict ``json_schema`` modes have rejected array bounds)."""
-    schema = copy.deepcopy(model_facing_schema())
-    for name, node in schema["properties"].items():
-        if node.get("type") == "array":
-            labels = node.get("items", {}).get("enum")
-            node["maxItems"] = _MAX_ITEMS.get(name, min(len(labels), _MAX_ITEMS_DEFAULT)
-                                              if labels else _MAX_ITEMS_DEFAULT)
-    return schema
+def request_schema(method: StructuredOutputMethod, clauses: int, handles: int
+                   ) -> dict[str, Any]:
+    """The schema a request carries. ``json_object_schema`` (llama.cpp) compiles it to a
+    grammar per request and never shows it to the model: bounded, and narrowed to this
+    complaint's clause numbers and guidance handles, so no other can be produced. The
+    strict modes of ``json_schema`` and ``function_calling`` get the same schema for every
+    request (OpenAI caches a schema; a tools schema is part of the prompt's cached
+    prefix), without ``maxItems`` and ``maxLength``, which OpenAI's strict mode does not
+    list among its keywords: validation cuts lists and texts to the bounds instead."""
+    if method == "json_object_schema":
+        return model_facing_schema(clauses=clauses, handles=handles)
+    return model_facing_schema(strict=True)
 
 
 def _cut_off_usage(error: Exception) -> Usage | None:
@@ -167,13 +162,16 @@ class _Exchange:
     model's own answer as the assistant's turn, then the problems, so the model can see
     what it is asked to fix."""
 
-    def __init__(self, messages: list[BaseMessage], validate: Validator, *,
-                 attempts_allowed: int, model: str) -> None:
+    def __init__(self, prepared: Prepared, messages: list[BaseMessage], validate: Validator,
+                 *, attempts_allowed: int, model: str) -> None:
+        self.prepared = prepared
         self.messages, self.validate, self.model = messages, validate, model
         self.attempts_allowed = attempts_allowed
         self.attempts = 0
         self.usage = Usage()
         self.problems: list[str] = []
+        #: How the last answer was degenerate (valid, and no answer), if it was.
+        self.degenerate: list[str] = []
         self.rejected: list[BaseMessage] = []
         self.cut_off = False
         #: Set by the backend: the output bound, and how the request carries it.
@@ -215,11 +213,12 @@ class _Exchange:
             self.truncated(usage)
             return None
         self.cut_off = False
+        self.degenerate = []
         self.usage = self.usage + usage
         self.rejected = _shown_back(raw)
         parsed = out.get("parsed")
         if isinstance(parsed, dict):
-            cleaned, repairs = drop_unknown_labels(parsed)
+            cleaned, repairs = tidy(parsed)
             try:
                 answer = ModelAnswer.model_validate(cleaned)
             except ValidationError as error:
@@ -229,6 +228,7 @@ class _Exchange:
                 checked = self.validate(answer)
                 checked.repairs[:0] = repairs
                 self.problems = checked.problems
+                self.degenerate = list(checked.degenerate)
                 if not self.problems:
                     return Reply(checked, self.usage, self.attempts, "llm", self.model)
         else:
@@ -241,6 +241,12 @@ class _Exchange:
         return None
 
     def invalid(self) -> OutputValidationError:
+        if self.degenerate:
+            return DegenerateAnswerError(
+                f"the model's answer stayed degenerate after {self.attempts} attempts "
+                f"({', '.join(self.degenerate)}): {self.problems[0]}",
+                problems=self.problems, degenerate=self.degenerate, attempts=self.attempts,
+                usage=self.usage.model_dump())
         if self.cut_off:
             return OutputTruncatedError(
                 f"the model's answer was cut off at the output bound ({self.output_bound}) "
@@ -348,13 +354,15 @@ class LLMBackend:
             return self.llm.root_async_client
         return self._loop_chat()[0].root_async_client
 
-    def _arunnable(self, method: StructuredOutputMethod) -> Any:
+    def _arunnable(self, method: StructuredOutputMethod, prepared: Prepared) -> Any:
         """The structured-output runnable of ``method`` for the running event loop."""
         if self._given_async_client is not None:
-            return self._runnable(method)
+            return self._runnable(method, prepared)
         chat, runnables = self._loop_chat()
+        if method == "json_object_schema":
+            return self._structure(chat, method, prepared)
         if method not in runnables:
-            runnables[method] = self._structure(chat, method)
+            runnables[method] = self._structure(chat, method, prepared)
         return runnables[method]
 
     @property
@@ -375,23 +383,25 @@ class LLMBackend:
         return self.method == "json_mode" or (
             self.settings.structured_output == "auto" and self._endpoint not in self._chosen)
 
-    @property
-    def structured(self) -> Any:
-        """The structured-output runnable of the current method."""
-        return self._runnable(self.method)
-
-    def _runnable(self, method: StructuredOutputMethod) -> Any:
+    def _runnable(self, method: StructuredOutputMethod, prepared: Prepared) -> Any:
+        if method == "json_object_schema":  # its schema is this request's
+            return self._structure(self.llm, method, prepared)
         if method not in self._structured:
-            self._structured[method] = self._structure(self.llm, method)
+            self._structured[method] = self._structure(self.llm, method, prepared)
         return self._structured[method]
 
-    @staticmethod
-    def _structure(chat: Any, method: StructuredOutputMethod) -> Any:
+    def _structure(self, chat: Any, method: StructuredOutputMethod,
+                   prepared: Prepared) -> Any:
         # A dict schema, not the class: with the class, the openai client parses the answer
         # itself and a malformed answer raises before we see its text or usage.
+        schema = request_schema(method, len(prepared.clauses), len(prepared.chunks))
+        if method == "json_object_schema":
+            return chat.with_structured_output(
+                schema, method="json_mode", include_raw=True,
+                response_format={"type": "json_object", "schema": schema})
         return chat.with_structured_output(
-            bounded_schema() if method == "function_calling" else model_facing_schema(),
-            method=method, include_raw=True, strict=None if method == "json_mode" else True)
+            schema, method=method, include_raw=True,
+            strict=None if method == "json_mode" else True)
 
     def _settle(self, error: ComplaintMotiveError) -> bool:
         """On a rejection of the method under ``auto``, move to the next one; True if
@@ -420,13 +430,46 @@ class LLMBackend:
         """The request for a prepared complaint: its guidance, its nearest exemplars."""
         from ...analysis.prompts import build_messages
 
-        return build_messages(prepared.complaint, prepared.chunks,
-                              prepared.signals.neighbours[:self.settings.exemplars_k],
+        return build_messages(prepared.complaint, prepared.clauses, prepared.chunks,
+                              self._exemplars(prepared),
                               schema_in_prompt=self.schema_in_prompt)
+
+    def _exemplars(self, prepared: Prepared) -> list[Any]:
+        return prepared.signals.neighbours[:self.settings.exemplars_k]
+
+    def copyable(self, prepared: Prepared) -> dict[str, str]:
+        """What the model was shown that its reply must not copy: the rules, each
+        guidance chunk, each exemplar, the complaint."""
+        from ...analysis.prompts import system_text
+
+        return {"prompt's rules": system_text(schema_in_prompt=self.schema_in_prompt),
+                **{f"guidance g{n}": c.text for n, c in enumerate(prepared.chunks, start=1)},
+                **{f"example {n}": e.text for n, e in enumerate(self._exemplars(prepared),
+                                                                start=1)},
+                "complaint": prepared.complaint.text}
+
+    # -- the Batch API's view: a request body, and a completion body read back ----------
+
+    def request_body(self, prepared: Prepared) -> dict[str, Any]:
+        """What the synchronous structured-output call would send for this complaint."""
+        bound = self._runnable(self.method, prepared).steps[0].steps__["raw"]
+        kwargs = {k: v for k, v in bound.kwargs.items() if not k.startswith("ls_")}
+        body: dict[str, Any] = self.llm._get_request_payload(self.messages(prepared),
+                                                             **kwargs)
+        body.pop("stream", None)
+        return body
+
+    def parse_completion(self, body: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+        """A chat.completion body turned into what the structured-output call returns."""
+        message = self.llm._create_chat_result(body).generations[0].message
+        parser = self._runnable(self.method, prepared).steps[1]
+        return _settled(parser.invoke({"raw": message}))
 
     def exchange(self, prepared: Prepared) -> _Exchange:
         """A new re-ask loop for ``prepared`` (the Batch API feeds it its first answer)."""
-        exchange = _Exchange(self.messages(prepared), prepared.check,
+        copyable = self.copyable(prepared)
+        exchange = _Exchange(prepared, self.messages(prepared),
+                             lambda answer: prepared.check(answer, copied_from=copyable),
                              attempts_allowed=self.settings.reask + 1, model=self.model_name)
         exchange.max_tokens = self.settings.max_tokens
         exchange.output_bound = f"{self.settings.token_limit_field}={self.settings.max_tokens}"
@@ -447,7 +490,7 @@ class LLMBackend:
                          method: StructuredOutputMethod = method,
                          attempt: RunnableConfig = attempt,
                          listening: Listener | None = listening) -> dict[str, Any]:
-                    runnable = self._runnable(method)
+                    runnable = self._runnable(method, prepared)
                     try:
                         if listening is not None:
                             return _settled(_streamed(runnable, request, attempt, listening))
@@ -495,7 +538,7 @@ class LLMBackend:
                                method: StructuredOutputMethod = method,
                                attempt: RunnableConfig = attempt,
                                listening: Listener | None = listening) -> dict[str, Any]:
-                    runnable = self._arunnable(method)
+                    runnable = self._arunnable(method, exchange.prepared)
                     try:
                         if listening is not None:
                             return _settled(await _astreamed(runnable, request, attempt,

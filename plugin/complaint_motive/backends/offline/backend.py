@@ -48,7 +48,7 @@ class OfflineBackend:
 
     def answer_many(self, prepared: Sequence[Prepared]) -> list[Reply | Exception]:
         """One pass finds the evidence clauses of the whole block."""
-        answers = offline_answers([(p.complaint, p.signals, p.chunks) for p in prepared],
+        answers = offline_answers([(p.complaint, p.clauses, p.signals, p.chunks) for p in prepared],
                                   self.model)
         replies: list[Reply | Exception] = []
         for ready, answer in zip(prepared, answers, strict=True):
