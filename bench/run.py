@@ -7,6 +7,7 @@ same run; these machines are noisy, so read ratios rather than absolute numbers.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -362,25 +363,16 @@ def _abandoned_then_next(base_url: str, *, stream: bool) -> float:
     return time.perf_counter() - started
 
 
-def _offline_answers_lean_and_full(folder: Path, texts: list[str]
-                                   ) -> tuple[list[str], list[str]]:
-    """What a model writes when it fills every field the way the offline analyzer does, as
-    JSON: the lean answer, and the answer before it was made lean (the same, plus the
-    taxonomy's handling steps and do-not-say list in full, which enrichment now adds)."""
-    import json
-
+def _offline_answers(folder: Path, texts: list[str]) -> list[str]:
+    """The answers the offline analyzer writes for ``texts``, as a model would send them:
+    the size of a whole answer in the model's own contract."""
     from complaint_motive.backends.offline.writer import offline_answers
 
     offline = MotiveAnalyzer(Settings(index_dir=folder, backend="offline"))
     ready = [offline.pipeline.prepare(text) for text in texts]
-    answers = offline_answers([(p.complaint, p.signals, p.chunks) for p in ready],
+    answers = offline_answers([(p.complaint, p.clauses, p.signals, p.chunks) for p in ready],
                               offline.model)
-    lean = [answer.model_dump(mode="json") for answer in answers]
-    full = [{**answer, "handling_steps": result.handling.steps,
-             "avoid": result.handling.avoid}
-            for answer, result in zip(lean, map(offline.analyze, texts), strict=True)]
-    return ([json.dumps(a, ensure_ascii=False) for a in lean],
-            [json.dumps(a, ensure_ascii=False) for a in full])
+    return [json.dumps(a.model_dump(mode="json"), ensure_ascii=False) for a in answers]
 
 
 def _value(label: object) -> str | None:
@@ -407,8 +399,6 @@ def bench_real_llm(folder: Path) -> None:
     accuracy on the answered ones beside the offline analyzer's on the same complaints.
     Then: does an abandoned request stop generating?"""
     from collections import Counter
-
-    import httpx
 
     from complaint_motive import ComplaintMotiveError
     from llama_server import llama_server, served_model, unavailable
@@ -482,18 +472,6 @@ def bench_real_llm(folder: Path) -> None:
             emit(f"real_llm.degenerate.{kind}", count, f"of {failures['degenerate']}")
         for name in ("llm.motive", "llm.stage", "offline.motive", "offline.stage"):
             emit(f"real_llm.accuracy.{name}", right[name], f"of the {answered} answered")
-        # The lean answer against the answer before it, in the server's own tokenizer, for
-        # the same complaints (filled by the offline analyzer: this model's own answers are
-        # mostly padding).
-        def tokens(text: str) -> int:
-            return int(httpx.post(f"{base_url.removesuffix('/v1')}/extras/tokenize/count",
-                                  json={"input": text}, timeout=60).json()["count"])
-
-        lean, full = _offline_answers_lean_and_full(folder, [item.text for item in items])
-        emit("real_llm.filled_answer_tokens_p50.lean", statistics.median(map(tokens, lean)),
-             "tokens")
-        emit("real_llm.filled_answer_tokens_p50.before_lean",
-             statistics.median(map(tokens, full)), "tokens")
         for stream in (False, True):
             waited = _abandoned_then_next(base_url, stream=stream)
             emit(f"real_llm.next_request_wait_after_abandoned_"
@@ -602,13 +580,12 @@ def bench_prompt(folder: Path) -> None:
             emit(f"prompt.{method}.{name}_tokens_p50",
                  statistics.median(map(count, prompts)), "tokens")
             emit(f"prompt.{method}.shared_prefix_{name}_tokens", count(shared), "tokens")
-    lean, full = _offline_answers_lean_and_full(folder, [item.text for item in items[:20]])
-    for label, filled in (("lean", lean), ("before_lean", full)):
-        emit(f"completion.offline_filled_answer.{label}.chars_p50",
-             statistics.median(map(len, filled)), "chars")
-        for name, count in counters.items():
-            emit(f"completion.offline_filled_answer.{label}.{name}_tokens_p50",
-                 statistics.median(map(count, filled)), "tokens")
+    filled = _offline_answers(folder, [item.text for item in items[:20]])
+    emit("completion.offline_filled_answer.chars_p50", statistics.median(map(len, filled)),
+         "chars")
+    for name, count in counters.items():
+        emit(f"completion.offline_filled_answer.{name}_tokens_p50",
+             statistics.median(map(count, filled)), "tokens")
     answers = [json.dumps(good_answer(seen), ensure_ascii=False)
                for seen in (Seen(s.body) for s in endpoint.requests)]
     emit("completion.scripted_good_answer.chars_p50", statistics.median(map(len, answers)),
