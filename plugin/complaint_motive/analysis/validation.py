@@ -16,7 +16,7 @@ sends them back once as the re-ask. The offline analyzer's answers pass the same
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -191,53 +191,43 @@ def degenerate_kinds(answer: ModelAnswer, clauses: Sequence[Clause],
 
 # -- claims tied to the text ---------------------------------------------------------------
 
-def _supported_flags(answer: ModelAnswer, clauses: Sequence[Clause],
-                     injection: Collection[str], risk_cues: Collection[str],
-                     checked: Checked) -> list[Any]:
-    """Risk flags the library's cues or the motive support: each raises a risk level and
-    may escalate a case, so a model's word alone is not enough. ``injection_attempt``
-    stands with the library's detector, or an instruction in the clause it names."""
+def _flag_supported(answer: ModelAnswer, clauses: Sequence[Clause],
+                    injection: Collection[str], risk_cues: Collection[str]
+                    ) -> Callable[[Any], bool]:
+    """Whether the library's cues or the motive support a risk flag: each raises a risk
+    level and may escalate a case, so a model's word alone is not enough.
+    ``injection_attempt`` stands with the library's detector, or an instruction in the
+    clause it names."""
     taxonomy = load_taxonomy()
     injection_flag = taxonomy.defaults.injection_flag
     implied = {s.id for s in taxonomy.risk_signals
                if answer.primary_motive.value in s.implied_by}
-    kept: list[Any] = []
-    dropped = []
-    for claim in answer.risk_flags:
+
+    def supported(claim: Any) -> bool:
         flag = claim.id.value
-        if flag in {k.id.value for k in kept}:
-            continue
         if flag == injection_flag:
-            shown = claim.clause <= len(clauses) and instruction_words(
-                clauses[claim.clause - 1].text)
-            supported = bool(injection) or shown
-        else:
-            supported = flag in risk_cues or flag in implied
-        if supported:
-            kept.append(claim)
-        else:
-            dropped.append(flag)
-    if dropped:
-        checked.repairs.append(f"risk_flags: dropped {dropped} (no cue in the complaint "
-                               "supports them)")
-    return kept
+            return bool(injection) or (claim.clause <= len(clauses) and bool(
+                instruction_words(clauses[claim.clause - 1].text)))
+        return flag in risk_cues or flag in implied
+
+    return supported
 
 
-def _supported(claims: Iterable[Any], allowed: Collection[str], name: str,
-               checked: Checked) -> list[Any]:
+def _supported(claims: Iterable[Any], supported: Callable[[Any], bool], name: str,
+               why: str, checked: Checked) -> list[Any]:
+    """The claims ``supported`` keeps, each label once; the dropped ones are a repair."""
     kept: list[Any] = []
     dropped = []
     for claim in claims:
         label = claim.id.value
         if label in {k.id.value for k in kept}:
             continue
-        if label in allowed:
+        if supported(claim):
             kept.append(claim)
         else:
             dropped.append(label)
     if dropped:
-        checked.repairs.append(f"{name}: dropped {dropped} (nothing in the complaint or the "
-                               "motive supports them)")
+        checked.repairs.append(f"{name}: dropped {dropped} ({why})")
     return kept
 
 
@@ -293,14 +283,18 @@ def check_answer(answer: ModelAnswer, clauses: Sequence[Clause], handles: int, *
             checked.problems.append(problem)
     motive_needs = {n for m in (answer.primary_motive.value, *secondary)
                     if taxonomy.is_motive(m) for n in taxonomy.motive(m).needs}
+    unsupported = "nothing in the complaint or the motive supports them"
     checked.answer = ModelAnswer.model_validate({
         **answer.model_dump(), "primary_evidence": primary_evidence,
         "stage_evidence": stage_evidence, "secondary_motives": secondary,
         "citations": citations,
-        "risk_flags": [c.model_dump() for c in _supported_flags(
-            answer, clauses, list(injection), risk_cues, checked)],
+        "risk_flags": [c.model_dump() for c in _supported(
+            answer.risk_flags, _flag_supported(answer, clauses, list(injection), risk_cues),
+            "risk_flags", "no cue in the complaint supports them", checked)],
         "needs": [c.model_dump() for c in _supported(
-            answer.needs, motive_needs, "needs", checked)],
+            answer.needs, lambda c: c.id.value in motive_needs, "needs", unsupported,
+            checked)],
         "sources": [c.model_dump() for c in _supported(
-            answer.sources, source_cues, "sources", checked)]})
+            answer.sources, lambda c: c.id.value in source_cues, "sources", unsupported,
+            checked)]})
     return checked
